@@ -1,0 +1,48 @@
+//! Storage backends for offsite: where a repository's objects live.
+//!
+//! A repository is a set of immutable objects in the layout of restic's REST backend API v2:
+//!
+//! ```text
+//! config            a single object at the root (id "")
+//! keys/<id>
+//! data/<xx>/<id>    xx = the first two hex characters of id
+//! index/<id>
+//! snapshots/<id>
+//! locks/<id>
+//! ```
+//!
+//! Ids are 64 lowercase hex characters, the SHA-256 of the stored bytes, computed by the
+//! caller. Every backend implements [`Storage`]: list, read whole or a range, write whole
+//! (atomically, never overwriting), delete, stat.
+//!
+//! # Blocking by design
+//!
+//! [`Storage`] is a **blocking** (synchronous) trait, `Send + Sync`, called from a pool of
+//! worker threads; the engine is thread-based and bounds concurrency by the size of its
+//! pools. Remote backends added later (SFTP, S3 through OpenDAL, REST) own a tokio runtime
+//! internally and block on it inside each call, with their own timeouts. An async trait was
+//! considered and rejected: the engine is CPU-bound (chunking, hashing, compression,
+//! encryption), and thread pools give bounded concurrency simply, without an async runtime
+//! leaking into every crate. (This refines the "small async trait" of DESIGN.md.)
+//!
+//! # Pieces
+//!
+//! - [`LocalStorage`]: a directory on a local or mounted file system.
+//! - [`layers`]: wrappers that compose over any storage: [`layers::RetryStorage`]
+//!   (transient errors, exponential backoff), [`layers::CountingStorage`] (calls and bytes,
+//!   for tests), [`layers::FaultStorage`] (a fault injector for whole-system tests).
+//! - [`conformance`]: the checks every backend's tests run.
+//! - `Arc<T>` and `Box<T>` implement [`Storage`] when `T` does, so wrappers take shared or
+//!   boxed storages (`Arc<dyn Storage>`) as well as concrete ones.
+
+pub mod conformance;
+mod error;
+mod kind;
+pub mod layers;
+mod local;
+mod storage;
+
+pub use error::{StorageError, StorageResult};
+pub use kind::{is_object_id, validate_id, ObjectKind};
+pub use local::LocalStorage;
+pub use storage::Storage;

@@ -1,0 +1,115 @@
+//! Compression of blob payloads and records: zstd, with cheap detection of incompressible data
+//! and a hard bound on decompressed size.
+
+use std::io::Read;
+
+use crate::FormatError;
+
+/// Largest plaintext any blob or record may decompress to (zstd bombs stop here).
+pub const MAX_PLAINTEXT: usize = 512 * 1024 * 1024;
+
+/// First byte of a blob payload: how the rest is stored.
+pub const PAYLOAD_RAW: u8 = 0;
+/// First byte of a blob payload: the rest is one zstd frame.
+pub const PAYLOAD_ZSTD: u8 = 1;
+
+/// Sample size for the incompressibility probe.
+const PROBE: usize = 32 * 1024;
+
+/// Build a blob payload (`flag || body`) from plaintext: zstd at `level` unless a probe of the
+/// first 32 KiB shows the data does not compress (then raw, no further work), or the result is
+/// not smaller than the input.
+pub fn compress_payload(data: &[u8], level: i32) -> Vec<u8> {
+    if level > 0 && !looks_incompressible(data) {
+        let mut out = Vec::with_capacity(data.len() / 2 + 64);
+        out.push(PAYLOAD_ZSTD);
+        if zstd::stream::copy_encode(data, &mut out, level).is_ok() && out.len() < data.len() {
+            return out;
+        }
+    }
+    let mut out = Vec::with_capacity(data.len() + 1);
+    out.push(PAYLOAD_RAW);
+    out.extend_from_slice(data);
+    out
+}
+
+/// True when a fast zstd pass over the first 32 KiB saves less than 2%.
+fn looks_incompressible(data: &[u8]) -> bool {
+    if data.len() < 4096 {
+        return false;
+    }
+    let sample = &data[..data.len().min(PROBE)];
+    match zstd::bulk::compress(sample, 1) {
+        Ok(c) => c.len() * 100 >= sample.len() * 98,
+        Err(_) => true,
+    }
+}
+
+/// Decode a blob payload; `raw_len` is the plaintext length recorded in the index (the bound).
+pub fn decompress_payload(payload: &[u8], raw_len: usize) -> Result<Vec<u8>, FormatError> {
+    let (&flag, body) = payload.split_first().ok_or(FormatError::Malformed("empty blob payload"))?;
+    if raw_len > MAX_PLAINTEXT {
+        return Err(FormatError::TooLarge { limit: MAX_PLAINTEXT });
+    }
+    let out = match flag {
+        PAYLOAD_RAW => body.to_vec(),
+        PAYLOAD_ZSTD => zstd::bulk::Decompressor::new()
+            .and_then(|mut d| d.decompress(body, raw_len))
+            .map_err(|_| FormatError::Malformed("zstd frame invalid or larger than recorded"))?,
+        _ => return Err(FormatError::Malformed("unknown payload compression flag")),
+    };
+    if out.len() != raw_len {
+        return Err(FormatError::Malformed("blob length differs from the recorded length"));
+    }
+    Ok(out)
+}
+
+/// Compress a record's JSON (level 3).
+pub fn compress_record(json: &[u8]) -> Vec<u8> {
+    zstd::bulk::compress(json, 3).unwrap_or_else(|_| json.to_vec())
+}
+
+/// Decompress a record, refusing output above [`MAX_PLAINTEXT`].
+pub fn decompress_record(body: &[u8]) -> Result<Vec<u8>, FormatError> {
+    let dec = zstd::stream::read::Decoder::new(body)
+        .map_err(|_| FormatError::Malformed("record is not a zstd frame"))?;
+    let mut out = Vec::new();
+    dec.take(MAX_PLAINTEXT as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|_| FormatError::Malformed("record is not a valid zstd frame"))?;
+    if out.len() > MAX_PLAINTEXT {
+        return Err(FormatError::TooLarge { limit: MAX_PLAINTEXT });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressible_is_compressed_and_round_trips() {
+        let data = b"hello world ".repeat(10_000);
+        let p = compress_payload(&data, 3);
+        assert_eq!(p[0], PAYLOAD_ZSTD);
+        assert!(p.len() < data.len() / 10);
+        assert_eq!(decompress_payload(&p, data.len()).unwrap(), data);
+    }
+
+    #[test]
+    fn random_is_stored_raw() {
+        let rnd: Vec<u8> = (0..4096).flat_map(|i: u32| offsite_crypto::sha256(&i.to_le_bytes())).collect();
+        let p = compress_payload(&rnd, 3);
+        assert_eq!(p[0], PAYLOAD_RAW);
+        assert_eq!(decompress_payload(&p, rnd.len()).unwrap(), rnd);
+    }
+
+    #[test]
+    fn bomb_is_bounded_by_recorded_length() {
+        let zeros = vec![0u8; 10_000_000];
+        let p = compress_payload(&zeros, 3);
+        assert!(decompress_payload(&p, 1000).is_err());
+        assert!(decompress_payload(&[], 0).is_err());
+        assert!(decompress_payload(&[9, 1, 2], 2).is_err());
+    }
+}

@@ -1,0 +1,173 @@
+//! The in-memory index: blob id -> pack and position. Loaded from every `index/` object.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use offsite_backend::{ObjectKind, Storage};
+use offsite_crypto::KeySet;
+use offsite_format::{open_record, BlobId, BlobType, IndexFile, IndexId, PackEntry, PackId, RecordType};
+use parking_lot::RwLock;
+use rayon::prelude::*;
+
+use crate::error::{RepoError, RepoResult};
+use crate::repository::read_verified;
+
+/// Blob ids are keyed hashes, already uniform: their first 8 bytes are the hash.
+#[derive(Default)]
+pub struct IdHasher(u64);
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, b) in bytes.iter().take(8).enumerate() {
+            self.0 |= u64::from(*b) << (i * 8);
+        }
+    }
+}
+type IdMap<V> = HashMap<BlobId, V, BuildHasherDefault<IdHasher>>;
+
+/// Where a blob is: its pack (an index into the pack table) and its entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobLocation {
+    /// index into [`Index::packs`]
+    pub pack: u32,
+    /// the pack header entry
+    pub entry: PackEntry,
+}
+
+/// One pack known to the index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackInfo {
+    /// storage name
+    pub id: PackId,
+    /// ephemeral public key (derives the pack key)
+    pub eph: [u8; 32],
+    /// stored size
+    pub size: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    blobs: IdMap<(u32, PackEntry)>,
+    packs: Vec<PackInfo>,
+    pack_pos: HashMap<PackId, u32>,
+}
+
+/// Thread-safe index of every blob in the repository.
+#[derive(Default)]
+pub struct Index {
+    inner: RwLock<Inner>,
+    files: RwLock<Vec<IndexId>>,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let i = self.inner.read();
+        f.debug_struct("Index").field("blobs", &i.blobs.len()).field("packs", &i.packs.len()).finish()
+    }
+}
+
+impl Index {
+    /// Read and merge every index object (in parallel).
+    pub fn load(storage: &dyn Storage, keys: &KeySet) -> RepoResult<Index> {
+        let ids = storage.list(ObjectKind::Index)?;
+        let files: Vec<(IndexId, IndexFile)> = ids
+            .par_iter()
+            .map(|(id, _)| {
+                let bytes = read_verified(storage, ObjectKind::Index, id)?;
+                let object = format!("index/{}", &id[..8]);
+                let f: IndexFile = open_record(RecordType::Index, keys, &bytes)
+                    .map_err(|e| RepoError::corrupt(&object, e))?;
+                let iid = IndexId::from_hex(id).map_err(|e| RepoError::corrupt(&object, e))?;
+                Ok((iid, f))
+            })
+            .collect::<RepoResult<_>>()?;
+        let index = Index::default();
+        for (id, f) in files {
+            index.add_file(&f);
+            index.files.write().push(id);
+        }
+        Ok(index)
+    }
+
+    /// Merge one index object's packs.
+    pub fn add_file(&self, f: &IndexFile) {
+        for p in &f.packs {
+            self.add_pack(PackInfo { id: p.id, eph: p.eph, size: p.size }, &p.blobs);
+        }
+    }
+
+    /// Add a pack and its blobs (a blob already known keeps its first location).
+    pub fn add_pack(&self, info: PackInfo, entries: &[PackEntry]) {
+        let mut i = self.inner.write();
+        let pos = match i.pack_pos.get(&info.id) {
+            Some(p) => *p,
+            None => {
+                let p = u32::try_from(i.packs.len()).expect("fewer than 2^32 packs");
+                i.pack_pos.insert(info.id, p);
+                i.packs.push(info);
+                p
+            }
+        };
+        i.blobs.reserve(entries.len());
+        for e in entries {
+            i.blobs.entry(e.id).or_insert((pos, *e));
+        }
+    }
+
+    /// Whether the blob is stored.
+    pub fn contains(&self, id: &BlobId) -> bool {
+        self.inner.read().blobs.contains_key(id)
+    }
+
+    /// Location of a blob.
+    pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
+        self.inner.read().blobs.get(id).map(|(pack, entry)| BlobLocation { pack: *pack, entry: *entry })
+    }
+
+    /// Pack info by table position.
+    pub fn pack(&self, pos: u32) -> PackInfo {
+        self.inner.read().packs[pos as usize].clone()
+    }
+
+    /// Every pack.
+    pub fn packs(&self) -> Vec<PackInfo> {
+        self.inner.read().packs.clone()
+    }
+
+    /// Every blob with its location (for check).
+    pub fn blobs(&self) -> Vec<(BlobId, BlobLocation)> {
+        self.inner
+            .read()
+            .blobs
+            .iter()
+            .map(|(id, (p, e))| (*id, BlobLocation { pack: *p, entry: *e }))
+            .collect()
+    }
+
+    /// Number of blobs of a type.
+    pub fn count(&self, ty: BlobType) -> usize {
+        self.inner.read().blobs.values().filter(|(_, e)| e.ty == ty).count()
+    }
+
+    /// Number of blobs.
+    pub fn len(&self) -> usize {
+        self.inner.read().blobs.len()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Index objects that were loaded.
+    pub fn files(&self) -> Vec<IndexId> {
+        self.files.read().clone()
+    }
+
+    /// Record an index object written by this process.
+    pub fn note_file(&self, id: IndexId) {
+        self.files.write().push(id);
+    }
+}

@@ -1,0 +1,308 @@
+//! Opening and creating repositories, and managing their key files.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use offsite_backend::{ObjectKind, Storage, StorageError};
+use offsite_crypto::{KdfParams, KeyKind, KeySet};
+use offsite_format::{
+    create_keyfile, open_record, parse_keyfile, peek, seal_record, storage_id, unlock_keyfile, ChunkerSizes,
+    Config, FormatError, KeyId, RecordType, RepoId, FORMAT_VERSION,
+};
+
+use crate::cache::{read_optional, write_atomic, CacheSetting};
+use crate::error::{RepoError, RepoResult};
+
+/// Options for creating a repository.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// chunk sizes
+    pub chunker: ChunkerSizes,
+    /// zstd level for data (0 = off)
+    pub compression: i32,
+    /// target pack size
+    pub pack_size: u32,
+    /// Argon2id parameters for the first key
+    pub kdf: KdfParams,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        Self {
+            chunker: ChunkerSizes { min: 512 * 1024, avg: 1024 * 1024, max: 8 * 1024 * 1024 },
+            compression: 3,
+            pack_size: 16 * 1024 * 1024,
+            kdf: KdfParams::new_default(),
+        }
+    }
+}
+
+/// One key file as listed by `key list`.
+#[derive(Clone, Debug)]
+pub struct KeyInfo {
+    /// storage name
+    pub id: KeyId,
+    /// full or backup-only
+    pub kind: String,
+    /// creation time
+    pub created: String,
+    /// whether this is the key the repository was opened with
+    pub current: bool,
+}
+
+/// An open repository: storage, config and the unlocked key set.
+pub struct Repository {
+    storage: Arc<dyn Storage>,
+    config: Config,
+    keys: KeySet,
+    key_id: KeyId,
+    cache: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("location", &self.storage.location())
+            .field("id", &self.config.id)
+            .field("kind", &self.keys.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+/// Read an object whole and check that its bytes hash to its name.
+pub(crate) fn read_verified(storage: &dyn Storage, kind: ObjectKind, id: &str) -> RepoResult<Vec<u8>> {
+    let bytes = storage.read(kind, id, None)?;
+    if hex::encode(storage_id(&bytes)) != id {
+        return Err(RepoError::NameMismatch { object: format!("{}/{}", kind.dir_name(), &id[..8]) });
+    }
+    Ok(bytes)
+}
+
+impl Repository {
+    /// Create a repository at the storage with a first full key wrapped by `passphrase`.
+    pub fn init(
+        storage: Arc<dyn Storage>,
+        passphrase: &[u8],
+        opts: &InitOptions,
+        cache: &CacheSetting,
+    ) -> RepoResult<Repository> {
+        let location = storage.location();
+        match storage.create() {
+            Err(StorageError::AlreadyExists { .. }) => return Err(RepoError::AlreadyExists { location }),
+            r => r?,
+        }
+        let keys = KeySet::generate();
+        let config = Config {
+            version: FORMAT_VERSION,
+            id: RepoId(offsite_crypto::random_bytes()),
+            created: now_rfc3339(),
+            chunker: opts.chunker,
+            compression: opts.compression,
+            pack_size: opts.pack_size,
+        };
+        // Key first, config last: a repository exists only once its config does, and then it
+        // can always be opened.
+        let key_id = write_key(&*storage, &keys, config.id, passphrase, &opts.kdf)?;
+        storage.write(ObjectKind::Config, "", &seal_record(RecordType::Config, &keys, &config))?;
+        let cache = cache.base().map(|b| b.join(config.id.to_hex()));
+        Ok(Repository { storage, config, keys, key_id, cache })
+    }
+
+    /// Open a repository with a passphrase: find the key file it unlocks, then read the config.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        passphrase: &[u8],
+        cache: &CacheSetting,
+    ) -> RepoResult<Repository> {
+        let location = storage.location();
+        let config_bytes = match storage.read(ObjectKind::Config, "", None) {
+            Err(e) if e.is_not_found() => return Err(RepoError::NoRepository { location }),
+            r => r?,
+        };
+        let (version, _) = peek(&config_bytes).map_err(|e| RepoError::corrupt("config", e))?;
+        if version != FORMAT_VERSION {
+            return Err(RepoError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
+        }
+        let (key_id, keys, repo_id) = find_key(&*storage, passphrase, cache)?;
+        let config: Config = open_record(RecordType::Config, &keys, &config_bytes).map_err(|e| match e {
+            FormatError::Auth => RepoError::Other(format!(
+                "config of {location} does not authenticate with key {}: the config is damaged or the key belongs to another repository",
+                key_id.short()
+            )),
+            e => RepoError::corrupt("config", e),
+        })?;
+        if config.id != repo_id {
+            return Err(RepoError::Other(format!(
+                "key {} belongs to repository {}, but {location} is repository {}",
+                key_id.short(),
+                repo_id.short(),
+                config.id.short()
+            )));
+        }
+        let cache = cache.base().map(|b| b.join(config.id.to_hex()));
+        if let Some(dir) = &cache {
+            let _ = write_atomic(&dir.join("last-key"), key_id.to_hex().as_bytes());
+        }
+        Ok(Repository { storage, config, keys, key_id, cache })
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+    /// The decoded config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    /// The unlocked keys.
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+    /// The key file used to open.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+    /// Whether this key can read (a full key).
+    pub fn is_full(&self) -> bool {
+        self.keys.kind() == KeyKind::Full
+    }
+    /// Error unless this is a full key.
+    pub fn require_full(&self) -> RepoResult<()> {
+        if self.is_full() {
+            Ok(())
+        } else {
+            Err(RepoError::BackupOnly)
+        }
+    }
+    /// This repository's cache directory, if caching is on.
+    pub fn cache_dir(&self) -> Option<&std::path::Path> {
+        self.cache.as_deref()
+    }
+    /// Human-readable location.
+    pub fn location(&self) -> String {
+        self.storage.location()
+    }
+
+    /// Add a key file. A full key may add full or backup-only keys; a backup-only key may only
+    /// add backup-only keys.
+    pub fn add_key(&self, passphrase: &[u8], backup_only: bool, kdf: &KdfParams) -> RepoResult<KeyId> {
+        if !backup_only {
+            self.require_full()?;
+        }
+        let keys = if backup_only { self.keys.to_backup_only() } else { copy_keys(&self.keys)? };
+        write_key(&*self.storage, &keys, self.config.id, passphrase, kdf)
+    }
+
+    /// All key files with their kind and creation time.
+    pub fn list_keys(&self) -> RepoResult<Vec<KeyInfo>> {
+        let mut out = Vec::new();
+        for (id, _) in self.storage.list(ObjectKind::Key)? {
+            let bytes = read_verified(&*self.storage, ObjectKind::Key, &id)?;
+            let kid = KeyId::from_hex(&id).map_err(|e| RepoError::corrupt(format!("keys/{id}"), e))?;
+            let kf =
+                parse_keyfile(&bytes).map_err(|e| RepoError::corrupt(format!("keys/{}", kid.short()), e))?;
+            out.push(KeyInfo { id: kid, kind: kf.kind, created: kf.created, current: kid == self.key_id });
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created));
+        Ok(out)
+    }
+
+    /// Remove a key file by id prefix. Refuses the key in use and the last full key.
+    pub fn remove_key(&self, prefix: &str) -> RepoResult<KeyId> {
+        self.require_full()?;
+        let keys = self.list_keys()?;
+        let matches: Vec<_> = keys.iter().filter(|k| k.id.to_hex().starts_with(prefix)).collect();
+        let k = match matches.as_slice() {
+            [] => return Err(RepoError::Other(format!("no key matches {prefix:?}"))),
+            [k] => *k,
+            _ => return Err(RepoError::Other(format!("key id prefix {prefix:?} is ambiguous"))),
+        };
+        if k.current {
+            return Err(RepoError::Other(format!(
+                "key {} is the one in use; open the repository with another key to remove it",
+                k.id.short()
+            )));
+        }
+        if k.kind == "full" && keys.iter().filter(|x| x.kind == "full").count() == 1 {
+            return Err(RepoError::Other("refusing to remove the last full key".into()));
+        }
+        self.storage.delete(ObjectKind::Key, &k.id.to_hex())?;
+        Ok(k.id)
+    }
+
+    /// Replace the passphrase of the key in use: write a new key file, then delete the old one.
+    pub fn change_passphrase(&mut self, new: &[u8], kdf: &KdfParams) -> RepoResult<KeyId> {
+        let keys = copy_keys(&self.keys)?;
+        let id = write_key(&*self.storage, &keys, self.config.id, new, kdf)?;
+        self.storage.delete(ObjectKind::Key, &self.key_id.to_hex())?;
+        self.key_id = id;
+        Ok(id)
+    }
+}
+
+/// A copy of a key set, of the same kind (KeySet is deliberately not `Clone`).
+fn copy_keys(keys: &KeySet) -> RepoResult<KeySet> {
+    KeySet::from_bytes(&keys.to_bytes()).map_err(|e| RepoError::Other(e.to_string()))
+}
+
+fn write_key(
+    storage: &dyn Storage,
+    keys: &KeySet,
+    repo: RepoId,
+    pass: &[u8],
+    kdf: &KdfParams,
+) -> RepoResult<KeyId> {
+    let bytes =
+        create_keyfile(keys, repo, pass, kdf, &now_rfc3339()).map_err(|e| RepoError::Other(e.to_string()))?;
+    let id = KeyId(storage_id(&bytes));
+    storage.write(ObjectKind::Key, &id.to_hex(), &bytes)?;
+    Ok(id)
+}
+
+fn find_key(storage: &dyn Storage, pass: &[u8], cache: &CacheSetting) -> RepoResult<(KeyId, KeySet, RepoId)> {
+    let mut ids: Vec<String> = storage.list(ObjectKind::Key)?.into_iter().map(|(id, _)| id).collect();
+    ids.sort();
+    // Try the key used last time first: each attempt costs one Argon2id derivation.
+    if let Some(base) = cache.base() {
+        if let Ok(rd) = std::fs::read_dir(&base) {
+            for e in rd.flatten() {
+                if let Ok(Some(last)) = read_optional(&e.path().join("last-key")) {
+                    let last = String::from_utf8_lossy(&last).to_string();
+                    if let Some(pos) = ids.iter().position(|i| *i == last) {
+                        let id = ids.remove(pos);
+                        ids.insert(0, id);
+                    }
+                }
+            }
+        }
+    }
+    let mut damaged = None;
+    let mut readable = 0usize;
+    for id in ids {
+        let bytes = match read_verified(storage, ObjectKind::Key, &id) {
+            Ok(b) => b,
+            Err(e @ RepoError::NameMismatch { .. }) => {
+                damaged = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        match unlock_keyfile(&bytes, pass) {
+            Ok((kf, keys)) => {
+                let kid = KeyId::from_hex(&id).map_err(|e| RepoError::corrupt(format!("keys/{id}"), e))?;
+                return Ok((kid, keys, kf.repository));
+            }
+            Err(FormatError::WrongPassphrase) => readable += 1,
+            Err(e) => damaged = Some(RepoError::corrupt(format!("keys/{}", &id[..8]), e)),
+        }
+    }
+    match damaged {
+        // Every key file is damaged: say so rather than blame the passphrase.
+        Some(e) if readable == 0 => Err(e),
+        _ => Err(RepoError::WrongPassphrase { location: storage.location() }),
+    }
+}
