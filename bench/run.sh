@@ -7,7 +7,7 @@
 #   BENCH_SCALE=1.0          dataset size multiplier (1.0 ~ 3.7 GiB, see bench/gen.py)
 #   BENCH_SEED=1             dataset seed; BENCH_MUTATE_SEED=2 seeds the mutation step
 #   BENCH_DIR=bench/work     where data, repositories, caches, restores and logs go
-#   BENCH_PEERS="restic borg rustic bupstash"
+#   BENCH_PEERS="restic borg rustic bupstash" (empty: install nothing)
 #                            peers this script may install when absent (restic and borg
 #                            with apt-get, rustic and bupstash with cargo install)
 #   BENCH_TOOLS="offsite restic borg rustic bupstash"
@@ -43,7 +43,7 @@ BENCH_SCALE=${BENCH_SCALE:-1.0}
 BENCH_SEED=${BENCH_SEED:-1}
 BENCH_MUTATE_SEED=${BENCH_MUTATE_SEED:-2}
 BENCH_DIR=${BENCH_DIR:-$ROOT/bench/work}
-BENCH_PEERS=${BENCH_PEERS:-restic borg rustic bupstash}
+BENCH_PEERS=${BENCH_PEERS-restic borg rustic bupstash}
 if [[ -n ${BENCH_TOOLS+set} ]]; then TOOLS_EXPLICIT=1; else TOOLS_EXPLICIT=0; fi
 BENCH_TOOLS=${BENCH_TOOLS:-offsite restic borg rustic bupstash}
 read -ra PEERS <<<"$BENCH_PEERS"
@@ -210,7 +210,12 @@ step() {
 # restore, $TARGET (an empty directory), and set RESTORED to where $DATA ended up.
 
 offsite_init() { measure "$OFFSITE" --repo "$REPO" init; }
-offsite_backup() { measure "$OFFSITE" --repo "$REPO" backup "$DATA" --json; }
+offsite_backup() {
+    measure "$OFFSITE" --repo "$REPO" backup "$DATA" --json
+    # The last JSON line is the summary (the stable user surface); say so if it is not.
+    tail -n 1 "$LOGS/$SCENARIO-$TOOL.log" | grep -q '"type": *"summary"' ||
+        log "WARNING: offsite backup --json did not end with a summary line"
+}
 offsite_restore() {
     measure "$OFFSITE" --repo "$REPO" restore latest --target "$TARGET"
     RESTORED=$TARGET$DATA
@@ -349,6 +354,13 @@ main() {
     prepare_data
     DATA_SUMMARY="$(find "$DATA" -type f | wc -l) files, $(du -sb "$DATA" | awk '{printf "%.1f MiB", $1/1048576}')"
     log "dataset: $DATA_SUMMARY"
+    # Repositories (~0.7x the data each) plus one restore at a time must fit.
+    local need avail
+    need=$(du -sb "$DATA" | awk -v n="${#TOOLS[@]}" '{printf "%d", $1 * (0.7 * n + 1.1) / 1024}')
+    avail=$(df -Pk "$BENCH_DIR" | awk 'NR==2{print $4}')
+    if ((avail < need)); then
+        log "WARNING: $BENCH_DIR has $((avail / 1048576)) GiB free, the run may need $((need / 1048576)) GiB"
+    fi
 
     rm -rf "$REPOS" "$CACHES" "$RESTORES" "$LOGS"
     mkdir -p "$REPOS" "$CACHES" "$RESTORES" "$LOGS"

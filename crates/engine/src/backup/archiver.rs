@@ -1,0 +1,359 @@
+//! The archiver: walks directories in parallel (rayon), reuses unchanged files from the files
+//! cache, chunks and stores the rest, and stores one tree per directory, bottom-up.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, Metadata};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use offsite_chunker::Chunker;
+use offsite_format::{BlobId, BlobType, ContentItem, Node, NodeKind, RawBytes, Tree};
+use offsite_repo::{BlobWriter, Index};
+use parking_lot::Mutex;
+use rayon::prelude::*;
+
+use super::excludes::Excludes;
+use super::filecache::{CacheEntry, FilesCache};
+use super::source::{kind_of, node_from, Owners};
+use crate::error::{EngineError, EngineResult};
+use crate::events::{display_path, Event, Reporter};
+
+/// Bytes read from a file per step; chunks of one step are stored in parallel.
+const SEGMENT: usize = 8 * 1024 * 1024;
+
+/// Live counters of a backup.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub files_new: AtomicU64,
+    pub files_changed: AtomicU64,
+    pub files_unchanged: AtomicU64,
+    pub dirs: AtomicU64,
+    pub others: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub bytes_total: AtomicU64,
+}
+
+/// Everything the walk needs, shared by all worker threads.
+pub struct Archiver<'a> {
+    pub writer: &'a BlobWriter,
+    pub index: &'a Index,
+    pub chunker: Chunker,
+    pub cache: &'a FilesCache,
+    pub new_cache: Mutex<HashMap<Vec<u8>, CacheEntry>>,
+    pub excludes: &'a Excludes,
+    pub owners: Owners,
+    pub one_file_system: bool,
+    pub force: bool,
+    pub itemize: bool,
+    pub reporter: &'a dyn Reporter,
+    pub counters: Counters,
+    pub errors: Mutex<Vec<(String, String)>>,
+}
+
+/// The backed-up paths as a trie from `/`: intermediate directories are included with their own
+/// metadata but only the selected children.
+#[derive(Debug, Default)]
+pub struct Roots {
+    children: BTreeMap<Vec<u8>, Roots>,
+    selected: bool,
+}
+
+impl Roots {
+    /// Build from absolute, normalized paths.
+    pub fn new(paths: &[PathBuf]) -> Roots {
+        let mut root = Roots::default();
+        for p in paths {
+            let mut node = &mut root;
+            for c in p.components().skip(1) {
+                node = node.children.entry(c.as_os_str().as_bytes().to_vec()).or_default();
+            }
+            node.selected = true;
+        }
+        root
+    }
+}
+
+impl Archiver<'_> {
+    fn error(&self, path: &Path, message: String) {
+        let p = display_path(path.as_os_str().as_bytes());
+        self.reporter.report(Event::Error { path: p.clone(), message: message.clone() });
+        self.errors.lock().push((p, message));
+    }
+
+    fn store_tree(&self, mut nodes: Vec<Node>) -> EngineResult<BlobId> {
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        let json = serde_json::to_vec(&Tree { nodes }).map_err(|e| EngineError::Other(e.to_string()))?;
+        Ok(self.writer.add(BlobType::Tree, &json)?.0)
+    }
+
+    /// Store the root tree (`/`) for the selected paths.
+    pub fn root(&self, roots: &Roots) -> EngineResult<BlobId> {
+        self.partial_dir(Path::new("/"), roots)
+    }
+
+    fn partial_dir(&self, dir: &Path, roots: &Roots) -> EngineResult<BlobId> {
+        let nodes: Vec<Option<Node>> = roots
+            .children
+            .iter()
+            .map(|(name, child)| {
+                let path = dir.join(std::ffi::OsStr::from_bytes(name));
+                if child.selected {
+                    return self.entry(&path, name, None, true);
+                }
+                let meta = match std::fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() => m,
+                    Ok(_) => {
+                        self.error(&path, "not a directory".into());
+                        return Ok(None);
+                    }
+                    Err(e) => {
+                        self.error(&path, e.to_string());
+                        return Ok(None);
+                    }
+                };
+                let mut node = node_from(&path, name, &meta, NodeKind::Dir, &self.owners)
+                    .map_err(|e| EngineError::io(&path, e))?;
+                node.subtree = Some(self.partial_dir(&path, child)?);
+                Ok(Some(node))
+            })
+            .collect::<EngineResult<_>>()?;
+        self.store_tree(nodes.into_iter().flatten().collect())
+    }
+
+    /// Archive a directory's entries in parallel; returns its tree id.
+    fn dir(&self, dir: &Path, dev: u64) -> EngineResult<BlobId> {
+        let mut names: Vec<Vec<u8>> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd.filter_map(Result::ok).map(|e| e.file_name().as_bytes().to_vec()).collect(),
+            Err(e) => {
+                self.error(dir, format!("cannot read directory: {e}"));
+                Vec::new()
+            }
+        };
+        names.sort_unstable();
+        let nodes: Vec<Option<Node>> = names
+            .par_iter()
+            .map(|name| self.entry(&dir.join(std::ffi::OsStr::from_bytes(name)), name, Some(dev), false))
+            .collect::<EngineResult<_>>()?;
+        self.store_tree(nodes.into_iter().flatten().collect())
+    }
+
+    /// One directory entry: its node, or None when excluded or unreadable (reported).
+    fn entry(&self, path: &Path, name: &[u8], parent_dev: Option<u64>, is_root: bool) -> EngineResult<Option<Node>> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.error(path, e.to_string());
+                return Ok(None);
+            }
+        };
+        let Some(kind) = kind_of(&meta) else { return Ok(None) };
+        if !is_root && self.excludes.excluded(path, kind == NodeKind::Dir) {
+            return Ok(None);
+        }
+        let mut node = match node_from(path, name, &meta, kind, &self.owners) {
+            Ok(n) => n,
+            Err(e) => {
+                self.error(path, e.to_string());
+                return Ok(None);
+            }
+        };
+        match kind {
+            NodeKind::Dir => {
+                if self.excludes.is_cache_dir(path) && !is_root {
+                    return Ok(None);
+                }
+                self.counters.dirs.fetch_add(1, Ordering::Relaxed);
+                let crosses = self.one_file_system && parent_dev.is_some_and(|d| d != meta.dev());
+                node.subtree =
+                    Some(if crosses { self.store_tree(Vec::new())? } else { self.dir(path, meta.dev())? });
+            }
+            NodeKind::File => {
+                if self.excludes.larger_than.is_some_and(|l| meta.len() > l) {
+                    return Ok(None);
+                }
+                match self.file(path, &meta)? {
+                    Some((content, size)) => {
+                        node.size = size;
+                        node.content = Some(content);
+                    }
+                    None => return Ok(None),
+                }
+            }
+            _ => {
+                self.counters.others.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(Some(node))
+    }
+
+    /// A regular file's content (from the files cache when unchanged) and its size as read.
+    fn file(&self, path: &Path, meta: &Metadata) -> EngineResult<Option<(Vec<ContentItem>, u64)>> {
+        let key = path.as_os_str().as_bytes();
+        self.counters.bytes_total.fetch_add(meta.len(), Ordering::Relaxed);
+        if !self.force {
+            if let Some(e) = self.cache.lookup(key, meta, self.index) {
+                self.counters.files_unchanged.fetch_add(1, Ordering::Relaxed);
+                let content = e.content.clone();
+                self.new_cache.lock().insert(key.to_vec(), e.clone());
+                return Ok(Some((content, meta.len())));
+            }
+        }
+        let changed = self.cache.had(key);
+        // O_NOFOLLOW: if the file was swapped for a symlink since lstat, refuse rather than
+        // read outside the source.
+        let mut f = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.error(path, format!("cannot read: {e}"));
+                return Ok(None);
+            }
+        };
+        let before = match f.metadata() {
+            Ok(m) if m.is_file() && m.ino() == meta.ino() => m,
+            Ok(_) => {
+                self.error(path, "replaced by another file during backup".into());
+                return Ok(None);
+            }
+            Err(e) => {
+                self.error(path, e.to_string());
+                return Ok(None);
+            }
+        };
+        let read = if before.blocks() * 512 < before.len() {
+            self.read_sparse(&mut f, before.len())
+        } else {
+            self.read_stream(&mut f)
+        };
+        let (content, size) = match read {
+            Ok(r) => r,
+            Err(ReadFail::Source(e)) => {
+                self.error(path, format!("read failed: {e}"));
+                return Ok(None);
+            }
+            Err(ReadFail::Repo(e)) => return Err(e),
+        };
+        self.counters.bytes_read.fetch_add(size, Ordering::Relaxed);
+        let after = f.metadata().map_err(|e| EngineError::io(path, e))?;
+        let stable = after.len() == before.len()
+            && after.mtime() == before.mtime()
+            && after.mtime_nsec() == before.mtime_nsec()
+            && after.ctime_nsec() == before.ctime_nsec()
+            && size == before.len();
+        if stable {
+            self.new_cache.lock().insert(key.to_vec(), CacheEntry::new(&before, content.clone()));
+        } else {
+            // Keep what was read (a consistent prefix of what the file held); never cache it,
+            // so the next backup reads it again.
+            self.reporter.report(Event::Warning {
+                path: display_path(key),
+                message: "file changed while being read; stored as read".into(),
+            });
+        }
+        let counter = if changed { &self.counters.files_changed } else { &self.counters.files_new };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if self.itemize {
+            self.reporter.report(Event::Change { change: if changed { "M" } else { "+" }, path: display_path(key), size });
+        }
+        Ok(Some((content, size)))
+    }
+
+    /// Chunk a stream, storing the chunks of each segment in parallel. Returns content and size.
+    fn read_stream(&self, r: &mut dyn Read) -> Result<(Vec<ContentItem>, u64), ReadFail> {
+        let max = self.chunker.params().max_size;
+        let mut buf: Vec<u8> = Vec::new();
+        let mut content = Vec::new();
+        let mut total = 0u64;
+        let mut eof = false;
+        while !eof || !buf.is_empty() {
+            // Fill to at least one max chunk past what is buffered (or to EOF).
+            let want = (buf.len() + SEGMENT).max(max);
+            while !eof && buf.len() < want {
+                let start = buf.len();
+                buf.resize(want, 0);
+                let n = loop {
+                    match r.read(&mut buf[start..]) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(ReadFail::Source(e)),
+                    }
+                };
+                buf.truncate(start + n);
+                eof = n == 0;
+            }
+            let mut cuts = Vec::new();
+            let mut at = 0;
+            while at < buf.len() {
+                match self.chunker.next_cut(&buf[at..], eof) {
+                    Some(n) => {
+                        cuts.push((at, n));
+                        at += n;
+                    }
+                    None => break,
+                }
+            }
+            let ids: Vec<BlobId> = cuts
+                .par_iter()
+                .map(|&(s, n)| self.writer.add(BlobType::Data, &buf[s..s + n]).map(|(id, _)| id))
+                .collect::<Result<_, _>>()
+                .map_err(|e| ReadFail::Repo(e.into()))?;
+            content.extend(ids.into_iter().map(ContentItem::Blob));
+            total += at as u64;
+            buf.drain(..at);
+            if eof && buf.is_empty() {
+                break;
+            }
+        }
+        Ok((content, total))
+    }
+
+    /// Sparse file: store data extents (found with SEEK_DATA/SEEK_HOLE) and record holes.
+    fn read_sparse(&self, f: &mut File, len: u64) -> Result<(Vec<ContentItem>, u64), ReadFail> {
+        use nix::unistd::{lseek, Whence};
+        let fd = f.as_raw_fd();
+        let mut content = Vec::new();
+        let mut pos = 0u64;
+        let to_off = |v: u64| i64::try_from(v).map_err(|_| ReadFail::Source(std::io::Error::other("offset too large")));
+        while pos < len {
+            let data = match lseek(fd, to_off(pos)?, Whence::SeekData) {
+                Ok(d) => (d as u64).min(len),
+                Err(nix::errno::Errno::ENXIO) => len, // only a hole remains
+                Err(e) => return Err(ReadFail::Source(e.into())),
+            };
+            if data > pos {
+                content.push(ContentItem::Hole { hole: data - pos });
+                pos = data;
+            }
+            if pos >= len {
+                break;
+            }
+            let hole = match lseek(fd, to_off(pos)?, Whence::SeekHole) {
+                Ok(h) => (h as u64).min(len),
+                Err(e) => return Err(ReadFail::Source(e.into())),
+            };
+            f.seek(SeekFrom::Start(pos)).map_err(ReadFail::Source)?;
+            let want = hole - pos;
+            let (items, n) = self.read_stream(&mut f.by_ref().take(want))?;
+            content.extend(items);
+            pos += n;
+            if n < want {
+                break; // the file shrank while being read
+            }
+        }
+        Ok((content, pos))
+    }
+}
+
+/// Why reading a file stopped: the source (skip the file) or the repository (stop the backup).
+enum ReadFail {
+    Source(std::io::Error),
+    Repo(EngineError),
+}
+
+/// Paths as stored: raw bytes.
+pub fn path_bytes(p: &Path) -> RawBytes {
+    RawBytes(p.as_os_str().as_bytes().to_vec())
+}

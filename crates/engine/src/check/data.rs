@@ -1,0 +1,159 @@
+//! Reading data: each selected pack is read whole, once, by one worker (memory is one pack per
+//! worker); its name must be the SHA-256 of its bytes, its own header must list exactly the
+//! blobs the index lists for it, and every blob must decrypt and hash to its id.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use offsite_backend::ObjectKind;
+use offsite_format::{decode_pack, storage_id, BlobId, BlobOpener, BlobType, IndexPack, PackEntry};
+use offsite_repo::Repository;
+use rayon::prelude::*;
+
+use super::objects::LoadedIndex;
+use super::{Findings, ReadData};
+use crate::events::{Event, Reporter};
+
+/// What reading one pack found: messages, each possibly about one blob.
+struct PackOutcome {
+    short: String,
+    issues: Vec<(Option<BlobId>, String)>,
+    blobs_ok: u64,
+}
+
+/// Read the packs `selection` picks; returns (packs read, blobs verified).
+pub(crate) fn read_data(
+    repo: &Repository,
+    loaded: &LoadedIndex,
+    selection: ReadData,
+    found: &mut Findings,
+    reporter: &dyn Reporter,
+) -> (u64, u64) {
+    let mut packs: Vec<&IndexPack> = loaded.packs.values().collect();
+    packs.sort_by_key(|p| p.id);
+    let packs = select(packs, selection);
+    let items_total = packs.len() as u64;
+    let bytes_total: u64 = packs.iter().map(|p| p.size).sum();
+    let (done, bytes_done) = (AtomicU64::new(0), AtomicU64::new(0));
+    let readable: Vec<&IndexPack> = packs.into_iter().filter(|p| !found.unusable.contains(&p.id)).collect();
+    let outcomes: Vec<PackOutcome> = readable
+        .par_iter()
+        .map(|p| {
+            let out = check_pack(repo, p);
+            let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+            let b = bytes_done.fetch_add(p.size, Ordering::Relaxed) + p.size;
+            if reporter.wants_progress() {
+                reporter.report(Event::Progress {
+                    phase: "check",
+                    items_done: d,
+                    bytes_done: b,
+                    items_total: Some(items_total),
+                    bytes_total: Some(bytes_total),
+                    current: Some(format!("data/{}", p.id.short())),
+                });
+            }
+            out
+        })
+        .collect();
+    let mut blobs = 0;
+    for o in &outcomes {
+        blobs += o.blobs_ok;
+        for (blob, message) in &o.issues {
+            if blob.is_some_and(|b| found.bad.contains_key(&b)) {
+                continue; // already reported (a tree that did not read in the structure walk)
+            }
+            let idx = found.problems.add(format!("data/{}", o.short), message.clone());
+            if let Some(b) = blob {
+                found.mark(*b, idx);
+            }
+        }
+    }
+    (outcomes.len() as u64, blobs)
+}
+
+/// All packs in id order, or a random `pct` percent of them (rounded up) in id order.
+fn select(mut packs: Vec<&IndexPack>, selection: ReadData) -> Vec<&IndexPack> {
+    let ReadData::Subset(pct) = selection else {
+        return packs;
+    };
+    let want = ((packs.len() as f64) * pct / 100.0).ceil() as usize;
+    let mut state = u64::from_le_bytes(offsite_crypto::random_bytes::<8>());
+    // Fisher-Yates with splitmix64: uniform enough to spread reads over check runs.
+    for i in (1..packs.len()).rev() {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        packs.swap(i, (z % (i as u64 + 1)) as usize);
+    }
+    packs.truncate(want.min(packs.len()));
+    packs.sort_by_key(|p| p.id);
+    packs
+}
+
+fn type_name(ty: BlobType) -> &'static str {
+    match ty {
+        BlobType::Data => "data",
+        BlobType::Tree => "tree",
+    }
+}
+
+fn check_pack(repo: &Repository, p: &IndexPack) -> PackOutcome {
+    let mut out = PackOutcome { short: p.id.short(), issues: Vec::new(), blobs_ok: 0 };
+    let bytes = match repo.storage().read(ObjectKind::Data, &p.id.to_hex(), None) {
+        Ok(b) => b,
+        Err(e) => {
+            out.issues.push((None, format!("cannot be read: {e}")));
+            for e in &p.blobs {
+                out.issues.push((Some(e.id), format!("blob {} cannot be read", e.id.short())));
+            }
+            return out;
+        }
+    };
+    if storage_id(&bytes) != p.id.0 {
+        out.issues.push((None, "its content does not match its name".into()));
+    }
+    match decode_pack(repo.keys(), &bytes) {
+        Err(e) => out.issues.push((None, format!("its header does not decode: {e}"))),
+        Ok((eph, entries)) => {
+            if eph != p.eph {
+                out.issues.push((None, "its trailer key differs from the one in the index".into()));
+            }
+            if let Some(m) = compare_entries(entries, &p.blobs) {
+                out.issues.push((None, m));
+            }
+        }
+    }
+    let opener = match BlobOpener::new(repo.keys(), &p.eph) {
+        Ok(o) => o,
+        Err(e) => {
+            out.issues.push((None, format!("its key does not open: {e}")));
+            return out;
+        }
+    };
+    for e in &p.blobs {
+        let (start, end) = (e.offset as usize, e.offset as usize + e.length as usize);
+        let what = format!("{} blob {}", type_name(e.ty), e.id.short());
+        match bytes.get(start..end) {
+            None => out.issues.push((Some(e.id), format!("{what} lies outside the pack"))),
+            Some(ct) => match opener.open(repo.keys(), e, ct) {
+                Ok(_) => out.blobs_ok += 1,
+                Err(err) => out.issues.push((Some(e.id), format!("{what}: {err}"))),
+            },
+        }
+    }
+    out
+}
+
+/// `None` when the pack's own header lists the same blobs at the same places as the index.
+fn compare_entries(mut header: Vec<PackEntry>, index: &[PackEntry]) -> Option<String> {
+    let mut index = index.to_vec();
+    header.sort_by_key(|e| e.offset);
+    index.sort_by_key(|e| e.offset);
+    if header.len() != index.len() {
+        return Some(format!("its header lists {} blobs, the index {}", header.len(), index.len()));
+    }
+    header.iter().zip(&index).find(|(h, i)| h != i).map(|(h, _)| {
+        format!("its header and the index disagree about the blob at offset {} ({})", h.offset, h.id.short())
+    })
+}

@@ -1,0 +1,230 @@
+//! Backup behaviour on real files.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use offsite_backend::{LocalStorage, ObjectKind, Storage};
+use offsite_crypto::KdfParams;
+use offsite_engine::{backup, BackupOptions, CollectReporter, Event, NullReporter};
+use offsite_format::ChunkerSizes;
+use offsite_repo::{CacheSetting, InitOptions, Repository};
+
+struct Env {
+    dir: tempfile::TempDir,
+    storage: Arc<LocalStorage>,
+}
+
+impl Env {
+    fn new(chunker: ChunkerSizes) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(LocalStorage::new(dir.path().join("repo")));
+        let opts =
+            InitOptions { kdf: KdfParams::for_tests(), chunker, pack_size: 1 << 20, ..Default::default() };
+        Repository::init(storage.clone(), b"pw", &opts, &CacheSetting::Disabled).unwrap();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        Env { dir, storage }
+    }
+    fn small() -> Env {
+        Env::new(ChunkerSizes { min: 4096, avg: 16384, max: 65536 })
+    }
+    fn src(&self) -> PathBuf {
+        self.dir.path().join("src")
+    }
+    fn repo(&self) -> Arc<Repository> {
+        let cache = CacheSetting::Dir(self.dir.path().join("cache"));
+        Arc::new(Repository::open(self.storage.clone(), b"pw", &cache).unwrap())
+    }
+    fn opts(&self) -> BackupOptions {
+        BackupOptions { paths: vec![self.src()], ..Default::default() }
+    }
+    fn repo_bytes(&self) -> u64 {
+        walk_size(&self.dir.path().join("repo"))
+    }
+}
+
+fn walk_size(p: &Path) -> u64 {
+    std::fs::read_dir(p)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                walk_size(&e.path())
+            } else {
+                m.len()
+            }
+        })
+        .sum()
+}
+
+fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn unchanged_second_backup_reads_nothing_and_adds_almost_nothing() {
+    let env = Env::small();
+    for i in 0..50 {
+        let d = env.src().join(format!("d{}", i % 5));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("f{i}")), pseudo_random(i, 3000 + i as usize * 100)).unwrap();
+    }
+    std::fs::write(env.src().join("big"), pseudo_random(99, 400_000)).unwrap();
+    let first = backup(env.repo(), &env.opts(), &NullReporter).unwrap();
+    assert_eq!(first.snapshot.summary.files_new, 51);
+    assert!(first.errors.is_empty());
+    let size1 = env.repo_bytes();
+    let second = backup(env.repo(), &env.opts(), &NullReporter).unwrap();
+    let s = &second.snapshot.summary;
+    assert_eq!(s.files_unchanged, 51);
+    assert_eq!(s.bytes_read, 0, "no file content read");
+    assert_eq!(s.data_blobs, 0);
+    assert_eq!(second.snapshot.tree, first.snapshot.tree, "same tree id");
+    assert_eq!(second.snapshot.parent, first.id);
+    let added = env.repo_bytes() - size1;
+    assert!(added < 4096, "unchanged backup added {added} bytes (just the snapshot)");
+}
+
+#[test]
+fn insertion_near_start_restores_only_nearby_chunks() {
+    let env = Env::small();
+    let data = pseudo_random(7, 2_000_000);
+    let f = env.src().join("large");
+    std::fs::write(&f, &data).unwrap();
+    let first = backup(env.repo(), &env.opts(), &NullReporter).unwrap();
+    let blobs = first.snapshot.summary.data_blobs;
+    assert!(blobs > 20, "{blobs} chunks");
+    let mut edited = data[..1000].to_vec();
+    edited.extend_from_slice(b"INSERTED BYTES");
+    edited.extend_from_slice(&data[1000..]);
+    std::fs::write(&f, &edited).unwrap();
+    let second = backup(env.repo(), &env.opts(), &NullReporter).unwrap();
+    assert_eq!(second.snapshot.summary.files_changed, 1);
+    let new = second.snapshot.summary.data_blobs;
+    assert!((1..=2).contains(&new), "{new} of {blobs} chunks stored again");
+}
+
+#[test]
+fn no_plaintext_reaches_the_repository() {
+    let env = Env::small();
+    let marker_name = "SECRETNAMEMARKER1234";
+    let marker_content = b"SECRETCONTENTMARKER5678";
+    let d = env.src().join("SECRETDIRMARKER");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join(marker_name), marker_content.repeat(1000)).unwrap();
+    std::fs::write(env.src().join("plain.txt"), b"hello hello hello hello").unwrap();
+    xattr::set(env.src().join("plain.txt"), "user.SECRETXATTRMARKER", b"SECRETXATTRVALUE").ok();
+    let opts = BackupOptions {
+        host: Some("SECRETHOSTMARKER".into()),
+        tags: vec!["SECRETTAGMARKER".into()],
+        ..env.opts()
+    };
+    backup(env.repo(), &opts, &NullReporter).unwrap();
+    let needles: [&[u8]; 8] = [
+        marker_name.as_bytes(),
+        marker_content,
+        b"SECRETDIRMARKER",
+        b"SECRETXATTRMARKER",
+        b"SECRETXATTRVALUE",
+        b"SECRETHOSTMARKER",
+        b"SECRETTAGMARKER",
+        b"hello hello",
+    ];
+    let mut files = 0;
+    for kind in ObjectKind::ALL {
+        let ids = if kind == ObjectKind::Config {
+            vec![(String::new(), 0)]
+        } else {
+            env.storage.list(kind).unwrap()
+        };
+        for (id, _) in ids {
+            let bytes = env.storage.read(kind, &id, None).unwrap();
+            files += 1;
+            for n in needles {
+                assert!(
+                    !bytes.windows(n.len()).any(|w| w == n),
+                    "{} found in {kind:?}/{id}",
+                    String::from_utf8_lossy(n)
+                );
+            }
+        }
+    }
+    assert!(files >= 5);
+}
+
+#[test]
+fn dry_run_itemizes_and_writes_nothing() {
+    let env = Env::small();
+    std::fs::write(env.src().join("a"), b"one").unwrap();
+    std::fs::write(env.src().join("b"), b"two").unwrap();
+    backup(env.repo(), &env.opts(), &NullReporter).unwrap();
+    std::fs::write(env.src().join("a"), b"one changed").unwrap();
+    std::fs::remove_file(env.src().join("b")).unwrap();
+    std::fs::write(env.src().join("c"), b"three").unwrap();
+    let before = env.repo_bytes();
+    let rep = CollectReporter::default();
+    let out = backup(env.repo(), &BackupOptions { dry_run: true, ..env.opts() }, &rep).unwrap();
+    assert!(out.id.is_none());
+    assert_eq!(env.repo_bytes(), before, "dry run stored nothing");
+    let mut changes: Vec<(String, String)> = rep
+        .0
+        .lock()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Change { change, path, .. } => {
+                Some((change.to_string(), path.rsplit('/').next().unwrap().to_string()))
+            }
+            _ => None,
+        })
+        .collect();
+    changes.sort();
+    let want: Vec<(String, String)> =
+        [("+", "c"), ("-", "b"), ("M", "a")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    assert_eq!(changes, want);
+}
+
+#[test]
+fn missing_path_is_reported_and_the_rest_backed_up() {
+    let env = Env::small();
+    std::fs::write(env.src().join("a"), b"one").unwrap();
+    let opts = BackupOptions { paths: vec![env.src(), env.dir.path().join("nope")], ..Default::default() };
+    let out = backup(env.repo(), &opts, &NullReporter).unwrap();
+    assert_eq!(out.errors.len(), 1);
+    assert!(out.errors[0].0.ends_with("/nope"), "{:?}", out.errors);
+    assert_eq!(out.snapshot.summary.files_new, 1);
+    assert!(out.id.is_some());
+}
+
+#[test]
+fn excludes_patterns_caches_and_size() {
+    let env = Env::small();
+    let s = env.src();
+    std::fs::write(s.join("keep.txt"), b"k").unwrap();
+    std::fs::write(s.join("skip.tmp"), b"s").unwrap();
+    std::fs::write(s.join("huge"), vec![1u8; 10_000]).unwrap();
+    std::fs::create_dir(s.join("cache")).unwrap();
+    std::fs::write(s.join("cache/CACHEDIR.TAG"), b"Signature: 8a477f597d28d172789f06886806bc55\n").unwrap();
+    std::fs::write(s.join("cache/x"), b"x").unwrap();
+    std::fs::create_dir(s.join("build")).unwrap();
+    std::fs::write(s.join("build/o"), b"o").unwrap();
+    let exf = env.dir.path().join("excludes");
+    std::fs::write(&exf, "# comment\n\nbuild/\n").unwrap();
+    let opts = BackupOptions {
+        excludes: vec!["*.tmp".into()],
+        exclude_files: vec![exf],
+        exclude_caches: true,
+        exclude_larger_than: Some(5000),
+        ..env.opts()
+    };
+    let out = backup(env.repo(), &opts, &NullReporter).unwrap();
+    assert_eq!(out.snapshot.summary.files_new, 1, "only keep.txt");
+}
