@@ -8,7 +8,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// offsite: encrypted, deduplicated, incremental backups to storage you do not trust.
 #[derive(Debug, Parser)]
-#[command(name = "offsite", version, about, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "offsite",
+    version,
+    about = "Encrypted, deduplicated, incremental backups to storage you do not trust",
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Options every command takes.
     #[command(flatten)]
@@ -26,7 +32,7 @@ pub struct GlobalArgs {
     pub repo: Option<String>,
 
     /// Read the passphrase from the first line of this file
-    #[arg(long, global = true, env = "OFFSITE_PASSWORD_FILE", value_name = "FILE")]
+    #[arg(long, global = true, env = "OFFSITE_PASSWORD_FILE", hide_env_values = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
 
     /// Use the whole content of this file as the passphrase (after the OFFSITE_PASSWORD* sources)
@@ -58,7 +64,13 @@ pub struct GlobalArgs {
     pub threads: Option<usize>,
 
     /// TEST ONLY: create keys with the cheapest Argon2id parameters (no protection at all)
-    #[arg(long, global = true, env = "OFFSITE_INSECURE_FAST_KDF", hide_short_help = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "OFFSITE_INSECURE_FAST_KDF",
+        hide_short_help = true,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
     pub insecure_fast_kdf: bool,
 }
 
@@ -93,7 +105,7 @@ pub struct FilterArgs {
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
     /// Only snapshots that backed up this path
-    #[arg(long, value_name = "PATH")]
+    #[arg(long = "path", id = "filter_path", value_name = "PATH")]
     pub path: Option<PathBuf>,
     /// Only snapshots with this tag (repeat: all must match)
     #[arg(long = "tag", value_name = "TAG")]
@@ -285,5 +297,13 @@ mod tests {
         let cli = Cli::try_parse_from(["offsite", "snapshots", "--json", "--repo", "/r"]).expect("parses");
         assert!(cli.global.json);
         assert_eq!(cli.global.repo.as_deref(), Some("/r"));
+    }
+
+    #[test]
+    fn filter_path_is_distinct_from_a_positional_path() {
+        let cli = Cli::try_parse_from(["offsite", "dump", "latest", "/x", "--path", "/y"]).expect("parses");
+        let Command::Dump(d) = cli.command else { panic!("not dump") };
+        assert_eq!(d.path, PathBuf::from("/x"));
+        assert_eq!(d.filter.path, Some(PathBuf::from("/y")));
     }
 }

@@ -5,7 +5,9 @@ use offsite_repo::RepoError;
 
 /// Whether the error (anywhere in its chain) is a closed stdout: not a failure.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The whole chain on one line, joined by ": ", skipping causes whose text a wrapper already
@@ -25,7 +27,11 @@ pub fn render(err: &anyhow::Error) -> String {
     if let Some(repo_err) = err.chain().find_map(|c| c.downcast_ref::<RepoError>()) {
         let plain = repo_err.to_string();
         if let Some(hinted) = hint(repo_err) {
-            line = if line.contains(&plain) { line.replacen(&plain, &hinted, 1) } else { format!("{line}: {hinted}") };
+            line = if line.contains(&plain) {
+                line.replacen(&plain, &hinted, 1)
+            } else {
+                format!("{line}: {hinted}")
+            };
         }
     }
     line.replace('\n', " ")
@@ -38,7 +44,9 @@ fn hint(err: &RepoError) -> Option<String> {
             format!("no repository at {location}: check --repo, or create one with `offsite init`")
         }
         RepoError::WrongPassphrase { .. } => format!("{err}; check OFFSITE_PASSWORD/--password-file"),
-        RepoError::BackupOnly => "this key can only add backups: use a full key to read, restore or check".into(),
+        RepoError::BackupOnly => {
+            "this key can only add backups: use a full key to read, restore or check".into()
+        }
         RepoError::AlreadyExists { .. } => format!("{err}: choose another --repo, or use it as it is"),
         RepoError::NoSnapshot(_) => format!("{err}: see `offsite snapshots`"),
         RepoError::AmbiguousSnapshot(_) => format!("{err}: give more characters of the id"),

@@ -97,7 +97,13 @@ impl CliReporter {
     /// A reporter for `phase` (shown next to the bar).
     pub fn new(out: Output, show_changes: bool, phase: &str) -> CliReporter {
         let bar = (!out.json && !out.quiet && io::stderr().is_terminal()).then(|| new_bar(phase));
-        CliReporter { out, show_changes, bar, broken_pipe: AtomicBool::new(false), errors_named: Mutex::default() }
+        CliReporter {
+            out,
+            show_changes,
+            bar,
+            broken_pipe: AtomicBool::new(false),
+            errors_named: Mutex::default(),
+        }
     }
 
     /// Remove the progress bar (before printing a summary).
@@ -182,7 +188,9 @@ impl Reporter for CliReporter {
             }
             Event::Change { change, path, size } => {
                 if self.show_changes {
-                    self.stdout_line(|| writeln!(io::stdout().lock(), "{change} {path} ({})", format_bytes(size)));
+                    self.stdout_line(|| {
+                        writeln!(io::stdout().lock(), "{change} {path} ({})", format_bytes(size))
+                    });
                 }
             }
             Event::Error { path, message } => {

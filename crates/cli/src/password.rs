@@ -170,7 +170,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let f = dir.path().join("k");
         std::fs::write(&f, b"line1\nline2\n").expect("write");
-        assert_eq!(&read(&Source::KeyFile(f.clone()), Purpose::Open("x")).expect("reads")[..], b"line1\nline2\n");
+        assert_eq!(
+            &read(&Source::KeyFile(f.clone()), Purpose::Open("x")).expect("reads")[..],
+            b"line1\nline2\n"
+        );
         assert_eq!(&read(&Source::File(f), Purpose::Open("x")).expect("reads")[..], b"line1");
     }
 

@@ -118,9 +118,7 @@ pub enum Location {
 
 /// Classify a repository location string.
 pub fn parse_location(location: &str) -> Result<Location> {
-    for (prefix, name) in
-        [("sftp://", "sftp"), ("s3://", "s3"), ("rest:", "rest"), ("rclone:", "rclone")]
-    {
+    for (prefix, name) in [("sftp://", "sftp"), ("s3://", "s3"), ("rest:", "rest"), ("rclone:", "rclone")] {
         if location.starts_with(prefix) {
             return Ok(Location::Unsupported(name));
         }

@@ -6,7 +6,8 @@ use anyhow::{bail, Result};
 /// Parse a size: plain bytes (`1234`) or a number with a binary unit `K`, `M`, `G`, `T`
 /// (powers of 1024; `KiB`, `KB` and a trailing `B` are accepted too).
 pub fn parse_size(s: &str) -> Result<u64> {
-    let bad = || anyhow::anyhow!("invalid size {s:?}: use bytes, or a number with K, M, G or T (e.g. 500K, 10M)");
+    let bad =
+        || anyhow::anyhow!("invalid size {s:?}: use bytes, or a number with K, M, G or T (e.g. 500K, 10M)");
     let t = s.trim();
     let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(digits);
@@ -84,7 +85,17 @@ pub fn timestamp(secs: i64, nanos: u32) -> jiff::Timestamp {
 pub fn mode_string(type_char: char, mode: u32) -> String {
     let mut s = String::with_capacity(10);
     s.push(type_char);
-    let bits = [(0o400, 'r'), (0o200, 'w'), (0o100, 'x'), (0o40, 'r'), (0o20, 'w'), (0o10, 'x'), (0o4, 'r'), (0o2, 'w'), (0o1, 'x')];
+    let bits = [
+        (0o400, 'r'),
+        (0o200, 'w'),
+        (0o100, 'x'),
+        (0o40, 'r'),
+        (0o20, 'w'),
+        (0o10, 'x'),
+        (0o4, 'r'),
+        (0o2, 'w'),
+        (0o1, 'x'),
+    ];
     for (i, (bit, c)) in bits.iter().enumerate() {
         let special = match i {
             2 => mode & 0o4000 != 0,

@@ -171,7 +171,9 @@ fn diff_skips_unchanged_subtrees_without_reading_them() {
         entries.push((format!("/big/dir{i:02}/sub/file"), file(format!("{i}").as_bytes())));
     }
     entries.push(("/home/u/docs/a.txt".into(), file(b"one")));
-    let refs = |e: &[(String, Spec)]| e.iter().map(|(p, s)| (p.as_str(), s.clone())).collect::<Vec<_>>();
+    fn refs(e: &[(String, Spec)]) -> Vec<(&str, Spec)> {
+        e.iter().map(|(p, s)| (p.as_str(), s.clone())).collect()
+    }
     let (_, s1) = fx.snapshot("2026-01-01T00:00:00Z", &refs(&entries));
     entries.last_mut().unwrap().1 = file(b"two");
     let (_, s2) = fx.snapshot("2026-01-02T00:00:00Z", &refs(&entries));

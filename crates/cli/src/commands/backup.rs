@@ -100,7 +100,10 @@ fn print_summary(out: Output, o: &BackupOutcome, errors: &[(String, String)], el
         "duration_ms": duration_ms,
         "errors": errors_json,
     }))?;
-    out.info(format_args!("Files: {} new, {} changed, {} unchanged", s.files_new, s.files_changed, s.files_unchanged))?;
+    out.info(format_args!(
+        "Files: {} new, {} changed, {} unchanged",
+        s.files_new, s.files_changed, s.files_unchanged
+    ))?;
     out.info(format_args!("Dirs: {}", s.dirs))?;
     out.info(format_args!("Read: {}", format_bytes(s.bytes_read)))?;
     out.info(format_args!("Added to the repository: {} (stored)", format_bytes(s.bytes_added)))?;

@@ -26,7 +26,9 @@ pub fn run(inv: &Invocation, out: Output, a: &CheckArgs) -> Result<Status> {
     reporter.finish();
     let report = result?;
     for p in &report.problems {
-        out.json(&json!({"type": "problem", "object": p.object, "message": p.message, "affects": p.affects}))?;
+        out.json(
+            &json!({"type": "problem", "object": p.object, "message": p.message, "affects": p.affects}),
+        )?;
         out.line(format_args!("{}: {}", p.object, p.message))?;
         for a in &p.affects {
             out.line(format_args!("  affects {a}"))?;

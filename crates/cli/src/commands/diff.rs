@@ -26,7 +26,9 @@ pub fn run(inv: &Invocation, out: Output, a: &DiffArgs) -> Result<Status> {
         out.line(format_args!("{} {:>7} {path}", item.change, item.size))?;
         out.json(&Event::Change { change: item.change, path, size: item.size })?;
     }
-    out.json(&serde_json::json!({"type": "summary", "added": added, "changed": changed, "removed": removed}))?;
+    out.json(
+        &serde_json::json!({"type": "summary", "added": added, "changed": changed, "removed": removed}),
+    )?;
     out.info(format_args!("{added} added, {changed} changed, {removed} removed"))?;
     Ok(Status::Success)
 }

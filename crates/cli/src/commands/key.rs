@@ -15,7 +15,8 @@ pub fn run(inv: &Invocation, out: Output, cmd: KeyCommand) -> Result<Status> {
     let mut repo = super::open(inv)?;
     match cmd {
         KeyCommand::Add(a) => {
-            let pass = password::read(&inv.new_password_source(a.new_password_file.as_ref()), Purpose::NewKey)?;
+            let pass =
+                password::read(&inv.new_password_source(a.new_password_file.as_ref()), Purpose::NewKey)?;
             let id = repo.add_key(&pass, a.backup_only, &inv.kdf())?;
             let kind = if a.backup_only { "backup-only" } else { "full" };
             out.json(&json!({"type": "key_added", "id": id.to_hex(), "kind": kind}))?;
@@ -27,7 +28,12 @@ pub fn run(inv: &Invocation, out: Output, cmd: KeyCommand) -> Result<Status> {
                     "type": "key", "id": k.id.to_hex(), "kind": k.kind, "created": k.created, "current": k.current,
                 }))?;
                 let mark = if k.current { "*" } else { " " };
-                out.line(format_args!("{mark} {}  {:<11}  {}", k.id.short(), k.kind, local_time(&k.created)))?;
+                out.line(format_args!(
+                    "{mark} {}  {:<11}  {}",
+                    k.id.short(),
+                    k.kind,
+                    local_time(&k.created)
+                ))?;
             }
         }
         KeyCommand::Remove(a) => {
@@ -37,7 +43,8 @@ pub fn run(inv: &Invocation, out: Output, cmd: KeyCommand) -> Result<Status> {
         }
         KeyCommand::Passwd(a) => {
             let old = repo.key_id();
-            let pass = password::read(&inv.new_password_source(a.new_password_file.as_ref()), Purpose::NewKey)?;
+            let pass =
+                password::read(&inv.new_password_source(a.new_password_file.as_ref()), Purpose::NewKey)?;
             let id = repo.change_passphrase(&pass, &inv.kdf())?;
             out.json(&json!({"type": "key_changed", "old": old.to_hex(), "id": id.to_hex()}))?;
             out.info(format_args!("passphrase changed: key {} replaces key {}", id.short(), old.short()))?;

@@ -50,7 +50,9 @@ pub fn open(inv: &Invocation) -> Result<Repository> {
     let location = inv.location()?;
     let storage = open_storage(location)?;
     match storage.stat(ObjectKind::Config, "") {
-        Err(e) if e.is_not_found() => return Err(RepoError::NoRepository { location: storage.location() }.into()),
+        Err(e) if e.is_not_found() => {
+            return Err(RepoError::NoRepository { location: storage.location() }.into())
+        }
         _ => {}
     }
     let pass = password::read(&inv.password, Purpose::Open(&storage.location()))?;
@@ -81,7 +83,11 @@ pub fn filter(args: &FilterArgs) -> SnapshotFilter {
 }
 
 /// Pick one snapshot by selector (`latest`, `latest~N`, id prefix, date, age) and filter.
-pub fn select(snaps: &[(SnapshotId, Snapshot)], spec: &str, args: &FilterArgs) -> Result<(SnapshotId, Snapshot)> {
+pub fn select(
+    snaps: &[(SnapshotId, Snapshot)],
+    spec: &str,
+    args: &FilterArgs,
+) -> Result<(SnapshotId, Snapshot)> {
     let now = jiff::Zoned::now();
     Ok(offsite_repo::select(snaps, spec, &filter(args), &now)?.clone())
 }

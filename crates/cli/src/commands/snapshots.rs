@@ -35,7 +35,9 @@ pub fn run(inv: &Invocation, out: Output, a: &SnapshotsArgs) -> Result<Status> {
     }
     let rows: Vec<[String; 5]> = snaps
         .iter()
-        .map(|(id, s)| [id.short(), local_time(&s.time), s.host.clone(), s.tags.join(","), paths(&s.paths).join(",")])
+        .map(|(id, s)| {
+            [id.short(), local_time(&s.time), s.host.clone(), s.tags.join(","), paths(&s.paths).join(",")]
+        })
         .collect();
     print_table(out, ["ID", "Time", "Host", "Tags", "Paths"], &rows)?;
     out.info(format_args!("{} snapshot(s)", snaps.len()))?;

@@ -142,7 +142,13 @@ impl Archiver<'_> {
     }
 
     /// One directory entry: its node, or None when excluded or unreadable (reported).
-    fn entry(&self, path: &Path, name: &[u8], parent_dev: Option<u64>, is_root: bool) -> EngineResult<Option<Node>> {
+    fn entry(
+        &self,
+        path: &Path,
+        name: &[u8],
+        parent_dev: Option<u64>,
+        is_root: bool,
+    ) -> EngineResult<Option<Node>> {
         let meta = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) => {
@@ -256,7 +262,11 @@ impl Archiver<'_> {
         let counter = if changed { &self.counters.files_changed } else { &self.counters.files_new };
         counter.fetch_add(1, Ordering::Relaxed);
         if self.itemize {
-            self.reporter.report(Event::Change { change: if changed { "M" } else { "+" }, path: display_path(key), size });
+            self.reporter.report(Event::Change {
+                change: if changed { "M" } else { "+" },
+                path: display_path(key),
+                size,
+            });
         }
         Ok(Some((content, size)))
     }
@@ -316,7 +326,9 @@ impl Archiver<'_> {
         let fd = f.as_raw_fd();
         let mut content = Vec::new();
         let mut pos = 0u64;
-        let to_off = |v: u64| i64::try_from(v).map_err(|_| ReadFail::Source(std::io::Error::other("offset too large")));
+        let to_off = |v: u64| {
+            i64::try_from(v).map_err(|_| ReadFail::Source(std::io::Error::other("offset too large")))
+        };
         while pos < len {
             let data = match lseek(fd, to_off(pos)?, Whence::SeekData) {
                 Ok(d) => (d as u64).min(len),

@@ -21,10 +21,16 @@ pub struct Excludes {
 
 impl Excludes {
     /// Compile patterns and pattern files (one pattern a line, `#` comments, blank lines ignored).
-    pub fn new(patterns: &[String], files: &[PathBuf], caches: bool, larger_than: Option<u64>) -> EngineResult<Self> {
+    pub fn new(
+        patterns: &[String],
+        files: &[PathBuf],
+        caches: bool,
+        larger_than: Option<u64>,
+    ) -> EngineResult<Self> {
         let mut b = GitignoreBuilder::new("/");
         for p in patterns {
-            b.add_line(None, p).map_err(|e| EngineError::Usage(format!("invalid exclude pattern {p:?}: {e}")))?;
+            b.add_line(None, p)
+                .map_err(|e| EngineError::Usage(format!("invalid exclude pattern {p:?}: {e}")))?;
         }
         for f in files {
             let text = std::fs::read_to_string(f).map_err(|e| EngineError::io(f, e))?;

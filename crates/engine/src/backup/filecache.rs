@@ -98,8 +98,9 @@ impl FilesCache {
     /// The remembered entry for `path`, if its stat matches and all its blobs are still indexed.
     pub fn lookup(&self, path: &[u8], meta: &Metadata, index: &Index) -> Option<&CacheEntry> {
         let e = self.old.get(path)?;
-        let all_present =
-            e.content.iter().all(|c| matches!(c, ContentItem::Hole { .. }) || matches!(c, ContentItem::Blob(id) if index.contains(id)));
+        let all_present = e.content.iter().all(|c| {
+            matches!(c, ContentItem::Hole { .. }) || matches!(c, ContentItem::Blob(id) if index.contains(id))
+        });
         (e.matches(meta) && all_present).then_some(e)
     }
 
@@ -109,7 +110,11 @@ impl FilesCache {
     }
 
     /// Paths of the previous backup under one of `roots` that are not in `seen` (removed files).
-    pub fn removed<'a>(&'a self, roots: &[Vec<u8>], seen: &'a HashMap<Vec<u8>, CacheEntry>) -> Vec<(&'a [u8], u64)> {
+    pub fn removed<'a>(
+        &'a self,
+        roots: &[Vec<u8>],
+        seen: &'a HashMap<Vec<u8>, CacheEntry>,
+    ) -> Vec<(&'a [u8], u64)> {
         let mut out: Vec<(&[u8], u64)> = self
             .old
             .iter()
@@ -128,12 +133,20 @@ impl FilesCache {
         snapshot: Option<SnapshotId>,
     ) -> EngineResult<()> {
         let Some(path) = self.path else { return Ok(()) };
-        let mut entries: Vec<(RawBytes, CacheEntry)> = new.into_iter().map(|(p, e)| (RawBytes(p), e)).collect();
+        let mut entries: Vec<(RawBytes, CacheEntry)> =
+            new.into_iter().map(|(p, e)| (RawBytes(p), e)).collect();
         entries.extend(
-            self.old.into_iter().filter(|(p, _)| !roots.iter().any(|r| is_under(p, r))).map(|(p, e)| (RawBytes(p), e)),
+            self.old
+                .into_iter()
+                .filter(|(p, _)| !roots.iter().any(|r| is_under(p, r)))
+                .map(|(p, e)| (RawBytes(p), e)),
         );
-        let stored =
-            Stored { version: 1, snapshot, paths: roots.iter().map(|r| RawBytes(r.clone())).collect(), entries };
+        let stored = Stored {
+            version: 1,
+            snapshot,
+            paths: roots.iter().map(|r| RawBytes(r.clone())).collect(),
+            entries,
+        };
         let json = serde_json::to_vec(&stored).map_err(|e| EngineError::Other(e.to_string()))?;
         let packed = zstd::bulk::compress(&json, 1).map_err(|e| EngineError::io(&path, e))?;
         write_atomic(&path, &packed)?;

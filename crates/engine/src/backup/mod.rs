@@ -22,8 +22,8 @@ use crate::error::{EngineError, EngineResult};
 use crate::events::{display_path, Event, Reporter};
 use archiver::{path_bytes, Archiver, Counters, Roots};
 pub use excludes::Excludes;
-use filecache::FilesCache;
 pub use filecache::is_under;
+use filecache::FilesCache;
 
 /// What to back up and how.
 #[derive(Clone, Debug, Default)]
@@ -69,19 +69,30 @@ pub struct BackupOutcome {
 ///
 /// Commit order: packs, then the index naming them, then the snapshot, then the local files
 /// cache. An interrupted backup leaves packs (and index checkpoints) but no snapshot.
-pub fn backup(repo: Arc<Repository>, opts: &BackupOptions, reporter: &dyn Reporter) -> EngineResult<BackupOutcome> {
+pub fn backup(
+    repo: Arc<Repository>,
+    opts: &BackupOptions,
+    reporter: &dyn Reporter,
+) -> EngineResult<BackupOutcome> {
     let started = Instant::now();
     let time = jiff::Timestamp::now();
     let paths = normalize_paths(&opts.paths)?;
     let set = repo.snapshot_set()?;
     let index = Arc::new(Index::load(&**repo.storage(), repo.keys())?);
-    let excludes = Excludes::new(&opts.excludes, &opts.exclude_files, opts.exclude_caches, opts.exclude_larger_than)?;
+    let excludes =
+        Excludes::new(&opts.excludes, &opts.exclude_files, opts.exclude_caches, opts.exclude_larger_than)?;
     let cache = FilesCache::load(repo.cache_dir());
     let cfg = repo.config().chunker;
-    let params = ChunkerParams { min_size: cfg.min as usize, avg_size: cfg.avg as usize, max_size: cfg.max as usize };
-    params.validate().map_err(|e| EngineError::Other(format!("repository config has invalid chunker sizes: {e}")))?;
-    let writer =
-        BlobWriter::new(repo.clone(), index.clone(), WriterOptions { dry_run: opts.dry_run, ..Default::default() });
+    let params =
+        ChunkerParams { min_size: cfg.min as usize, avg_size: cfg.avg as usize, max_size: cfg.max as usize };
+    params
+        .validate()
+        .map_err(|e| EngineError::Other(format!("repository config has invalid chunker sizes: {e}")))?;
+    let writer = BlobWriter::new(
+        repo.clone(),
+        index.clone(),
+        WriterOptions { dry_run: opts.dry_run, ..Default::default() },
+    );
     let archiver = Archiver {
         writer: &writer,
         index: &index,
@@ -97,7 +108,11 @@ pub fn backup(repo: Arc<Repository>, opts: &BackupOptions, reporter: &dyn Report
         counters: Counters::default(),
         errors: Mutex::new(Vec::new()),
     };
-    let threads = if opts.threads == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { opts.threads };
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        opts.threads
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()

@@ -61,7 +61,13 @@ pub fn kind_of(meta: &Metadata) -> Option<NodeKind> {
 
 /// Build a node (without content or subtree) from `lstat` metadata, reading xattrs and the
 /// symlink target. Xattr failures (unsupported filesystem) yield no xattrs.
-pub fn node_from(path: &Path, name: &[u8], meta: &Metadata, kind: NodeKind, owners: &Owners) -> std::io::Result<Node> {
+pub fn node_from(
+    path: &Path,
+    name: &[u8],
+    meta: &Metadata,
+    kind: NodeKind,
+    owners: &Owners,
+) -> std::io::Result<Node> {
     let target = if kind == NodeKind::Symlink {
         Some(RawBytes(std::fs::read_link(path)?.as_os_str().as_bytes().to_vec()))
     } else {

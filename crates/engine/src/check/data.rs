@@ -13,10 +13,18 @@ use super::objects::LoadedIndex;
 use super::{Findings, ReadData};
 use crate::events::{Event, Reporter};
 
-/// What reading one pack found: messages, each possibly about one blob.
+/// At most this many failing blobs are described per pack; the rest are counted.
+const BLOB_MESSAGES: usize = 5;
+
+/// What reading one pack found.
 struct PackOutcome {
     short: String,
-    issues: Vec<(Option<BlobId>, String)>,
+    /// what is wrong with the pack as a whole
+    issues: Vec<String>,
+    /// blobs that failed, each with why
+    bad_blobs: Vec<(BlobId, String)>,
+    /// blobs lost with the pack (it could not be read at all)
+    lost: Vec<BlobId>,
     blobs_ok: u64,
 }
 
@@ -55,14 +63,27 @@ pub(crate) fn read_data(
         })
         .collect();
     let mut blobs = 0;
-    for o in &outcomes {
+    for o in outcomes.iter() {
         blobs += o.blobs_ok;
-        for (blob, message) in &o.issues {
-            if blob.is_some_and(|b| found.bad.contains_key(&b)) {
-                continue; // already reported (a tree that did not read in the structure walk)
-            }
-            let idx = found.problems.add(format!("data/{}", o.short), message.clone());
-            if let Some(b) = blob {
+        // Blobs already reported (trees that did not read in the structure walk) are not
+        // described twice.
+        let fresh: Vec<&(BlobId, String)> =
+            o.bad_blobs.iter().filter(|(b, _)| !found.bad.contains_key(b)).collect();
+        let mut messages = o.issues.clone();
+        messages.extend(fresh.iter().take(BLOB_MESSAGES).map(|(_, m)| m.clone()));
+        if fresh.len() > BLOB_MESSAGES {
+            messages.push(format!("... and {} more damaged blobs", fresh.len() - BLOB_MESSAGES));
+        }
+        if messages.is_empty() {
+            continue;
+        }
+        let object = format!("data/{}", o.short);
+        let mut idx = None;
+        for m in messages {
+            idx = Some(found.problems.add(object.clone(), m));
+        }
+        if let Some(idx) = idx {
+            for b in fresh.iter().map(|(b, _)| b).chain(&o.lost) {
                 found.mark(*b, idx);
             }
         }
@@ -99,35 +120,40 @@ fn type_name(ty: BlobType) -> &'static str {
 }
 
 fn check_pack(repo: &Repository, p: &IndexPack) -> PackOutcome {
-    let mut out = PackOutcome { short: p.id.short(), issues: Vec::new(), blobs_ok: 0 };
+    let mut out = PackOutcome {
+        short: p.id.short(),
+        issues: Vec::new(),
+        bad_blobs: Vec::new(),
+        lost: Vec::new(),
+        blobs_ok: 0,
+    };
     let bytes = match repo.storage().read(ObjectKind::Data, &p.id.to_hex(), None) {
         Ok(b) => b,
         Err(e) => {
-            out.issues.push((None, format!("cannot be read: {e}")));
-            for e in &p.blobs {
-                out.issues.push((Some(e.id), format!("blob {} cannot be read", e.id.short())));
-            }
+            out.issues.push(format!("cannot be read: {e}"));
+            out.lost = p.blobs.iter().map(|e| e.id).collect();
             return out;
         }
     };
     if storage_id(&bytes) != p.id.0 {
-        out.issues.push((None, "its content does not match its name".into()));
+        out.issues.push("its content does not match its name".into());
     }
     match decode_pack(repo.keys(), &bytes) {
-        Err(e) => out.issues.push((None, format!("its header does not decode: {e}"))),
+        Err(e) => out.issues.push(format!("its header does not decode: {e}")),
         Ok((eph, entries)) => {
             if eph != p.eph {
-                out.issues.push((None, "its trailer key differs from the one in the index".into()));
+                out.issues.push("its trailer key differs from the one in the index".into());
             }
             if let Some(m) = compare_entries(entries, &p.blobs) {
-                out.issues.push((None, m));
+                out.issues.push(m);
             }
         }
     }
     let opener = match BlobOpener::new(repo.keys(), &p.eph) {
         Ok(o) => o,
         Err(e) => {
-            out.issues.push((None, format!("its key does not open: {e}")));
+            out.issues.push(format!("its key does not open: {e}"));
+            out.lost = p.blobs.iter().map(|e| e.id).collect();
             return out;
         }
     };
@@ -135,10 +161,10 @@ fn check_pack(repo: &Repository, p: &IndexPack) -> PackOutcome {
         let (start, end) = (e.offset as usize, e.offset as usize + e.length as usize);
         let what = format!("{} blob {}", type_name(e.ty), e.id.short());
         match bytes.get(start..end) {
-            None => out.issues.push((Some(e.id), format!("{what} lies outside the pack"))),
+            None => out.bad_blobs.push((e.id, format!("{what} lies outside the pack"))),
             Some(ct) => match opener.open(repo.keys(), e, ct) {
                 Ok(_) => out.blobs_ok += 1,
-                Err(err) => out.issues.push((Some(e.id), format!("{what}: {err}"))),
+                Err(err) => out.bad_blobs.push((e.id, format!("{what}: {err}"))),
             },
         }
     }

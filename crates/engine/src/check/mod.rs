@@ -20,8 +20,8 @@ use offsite_repo::{BlobReader, Repository};
 use crate::error::{EngineError, EngineResult};
 use crate::events::Reporter;
 
-pub use problems::AFFECTS_CAP;
 use problems::Problems;
+pub use problems::AFFECTS_CAP;
 
 /// How much data to read.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -106,7 +106,11 @@ impl Findings {
 ///
 /// Returns an error only when the check cannot run at all (wrong key kind, storage listing
 /// failing); damage is reported in [`CheckReport::problems`].
-pub fn check(repo: Arc<Repository>, opts: &CheckOptions, reporter: &dyn Reporter) -> EngineResult<CheckReport> {
+pub fn check(
+    repo: Arc<Repository>,
+    opts: &CheckOptions,
+    reporter: &dyn Reporter,
+) -> EngineResult<CheckReport> {
     repo.require_full()?;
     if let ReadData::Subset(pct) = opts.read_data {
         if !(pct > 0.0 && pct <= 100.0) {

@@ -13,7 +13,6 @@ use offsite_format::{
 use offsite_repo::{Index, PackInfo, RepoError, Repository};
 use rayon::prelude::*;
 
-use super::problems::describe;
 use super::Findings;
 use crate::error::EngineResult;
 use crate::events::{Event, Reporter};
@@ -48,8 +47,13 @@ pub(crate) fn load_snapshots(
         Ok(set) => return Ok(set.snapshots),
         Err(e) => e,
     };
-    let mut listed: Vec<String> =
-        repo.storage().list(ObjectKind::Snapshot).map_err(RepoError::from)?.into_iter().map(|(id, _)| id).collect();
+    let mut listed: Vec<String> = repo
+        .storage()
+        .list(ObjectKind::Snapshot)
+        .map_err(RepoError::from)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
     listed.sort();
     let loaded: Vec<(String, Listed)> =
         listed.par_iter().map(|id| (id.clone(), load_snapshot_object(repo, id))).collect();
@@ -108,7 +112,8 @@ fn load_snapshot_object(repo: &Repository, id: &str) -> Listed {
             same_repo(repo, &f.repository)?;
             return Ok(Listed::Forget(f.removed));
         }
-        let s: Snapshot = open_record(RecordType::Snapshot, repo.keys(), &bytes).map_err(|e| e.to_string())?;
+        let s: Snapshot =
+            open_record(RecordType::Snapshot, repo.keys(), &bytes).map_err(|e| e.to_string())?;
         same_repo(repo, &s.repository)?;
         Ok(Listed::Snap(sid, Box::new(s)))
     })();
@@ -125,22 +130,26 @@ fn same_repo(repo: &Repository, id: &RepoId) -> Result<(), String> {
 
 /// Every index object, read one by one: damaged ones become problems, the rest are merged.
 pub(crate) fn load_index(repo: &Repository, found: &mut Findings) -> EngineResult<LoadedIndex> {
-    let mut listed: Vec<String> =
-        repo.storage().list(ObjectKind::Index).map_err(RepoError::from)?.into_iter().map(|(id, _)| id).collect();
+    let mut listed: Vec<String> = repo
+        .storage()
+        .list(ObjectKind::Index)
+        .map_err(RepoError::from)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
     listed.sort();
     let files: Vec<(String, Result<IndexFile, String>)> = listed
         .par_iter()
         .map(|id| {
-            let r = repo
-                .storage()
-                .read(ObjectKind::Index, id, None)
-                .map_err(|e| describe(&e.into()))
-                .and_then(|bytes| {
+            let r = repo.storage().read(ObjectKind::Index, id, None).map_err(|e| e.to_string()).and_then(
+                |bytes| {
                     if hex::encode(storage_id(&bytes)) != *id {
                         return Err("its content does not match its name".to_string());
                     }
-                    open_record::<IndexFile>(RecordType::Index, repo.keys(), &bytes).map_err(|e| e.to_string())
-                });
+                    open_record::<IndexFile>(RecordType::Index, repo.keys(), &bytes)
+                        .map_err(|e| e.to_string())
+                },
+            );
             (id.clone(), r)
         })
         .collect();
@@ -187,8 +196,10 @@ pub(crate) fn check_packs(
             found.mark(e.id, idx);
         }
     }
-    let mut extra: Vec<&String> =
-        stored.keys().filter(|id| PackId::from_hex(id).map_or(true, |p| !loaded.packs.contains_key(&p))).collect();
+    let mut extra: Vec<&String> = stored
+        .keys()
+        .filter(|id| PackId::from_hex(id).map_or(true, |p| !loaded.packs.contains_key(&p)))
+        .collect();
     extra.sort();
     for id in &extra {
         reporter.report(Event::Warning {

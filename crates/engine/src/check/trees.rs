@@ -35,7 +35,8 @@ pub(crate) fn check_trees(
     reporter: &dyn Reporter,
 ) -> u64 {
     let mut seen: HashSet<BlobId> = HashSet::new();
-    let mut frontier: Vec<BlobId> = snapshots.iter().map(|(_, s)| s.tree).filter(|t| seen.insert(*t)).collect();
+    let mut frontier: Vec<BlobId> =
+        snapshots.iter().map(|(_, s)| s.tree).filter(|t| seen.insert(*t)).collect();
     let mut decoded = 0u64;
     while !frontier.is_empty() {
         let results: Vec<TreeCheck> = frontier.par_iter().map(|id| check_tree(reader, id, found)).collect();
@@ -100,7 +101,11 @@ fn check_tree(reader: &BlobReader, id: &BlobId, found: &Findings) -> TreeCheck {
             r.issue(object.clone(), format!("entry {name:?} has an unsafe name (restore refuses it)"), *id);
         }
         if i > 0 && tree.nodes[i - 1].name.0 >= node.name.0 {
-            r.issue(object.clone(), format!("entries are not sorted by name or repeat a name (at {name:?})"), *id);
+            r.issue(
+                object.clone(),
+                format!("entries are not sorted by name or repeat a name (at {name:?})"),
+                *id,
+            );
         }
         match node.kind {
             NodeKind::Dir => match node.subtree {
@@ -125,7 +130,11 @@ fn check_content(
 ) {
     let Some(content) = &node.content else {
         if node.size != 0 {
-            r.issue(object.to_string(), format!("file {name:?} of {} bytes has no content list", node.size), *tree);
+            r.issue(
+                object.to_string(),
+                format!("file {name:?} of {} bytes has no content list", node.size),
+                *tree,
+            );
         }
         return;
     };
@@ -145,7 +154,11 @@ fn check_content(
                 }
                 Some(loc) if loc.entry.ty != BlobType::Data => {
                     complete = false;
-                    r.issue(format!("blob {}", b.short()), "file content is indexed as a tree blob".into(), *b);
+                    r.issue(
+                        format!("blob {}", b.short()),
+                        "file content is indexed as a tree blob".into(),
+                        *b,
+                    );
                 }
                 Some(loc) => {
                     if found.unusable.contains(&reader.index().pack(loc.pack).id) {
@@ -168,7 +181,11 @@ fn check_content(
 /// Walk the snapshots again and name, for every problem with marked blobs, the snapshots and
 /// paths whose content or listing depends on them. Trees found free of damage are not
 /// walked twice.
-pub(crate) fn collect_affects(reader: &BlobReader, snapshots: &[(SnapshotId, Snapshot)], found: &mut Findings) {
+pub(crate) fn collect_affects(
+    reader: &BlobReader,
+    snapshots: &[(SnapshotId, Snapshot)],
+    found: &mut Findings,
+) {
     let mut walk = Affects { reader, clean: HashSet::new(), unreadable: HashSet::new() };
     for (sid, snap) in snapshots {
         let label = sid.short();

@@ -41,7 +41,9 @@ impl Filter {
 
     /// Whether `path` is excluded (its subtree is then not walked at all).
     pub(crate) fn excluded(&self, path: &[u8], is_dir: bool) -> bool {
-        self.exclude.as_ref().is_some_and(|g| g.matched(Path::new(OsStr::from_bytes(path)), is_dir).is_ignore())
+        self.exclude
+            .as_ref()
+            .is_some_and(|g| g.matched(Path::new(OsStr::from_bytes(path)), is_dir).is_ignore())
     }
 
     /// Whether `path` is included, given whether its parent directory was.

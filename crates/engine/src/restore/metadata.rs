@@ -49,10 +49,17 @@ impl Ctx<'_> {
         if let Err(e) = r {
             if e.raw_os_error() == Some(libc::ENOTSUP) || e.raw_os_error() == Some(libc::EOPNOTSUPP) {
                 if !self.xattr_warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                    self.warn(path, "the target filesystem does not support extended attributes; they are not restored".into());
+                    self.warn(
+                        path,
+                        "the target filesystem does not support extended attributes; they are not restored"
+                            .into(),
+                    );
                 }
             } else {
-                self.warn(path, format!("cannot set extended attribute {}: {e}", String::from_utf8_lossy(name)));
+                self.warn(
+                    path,
+                    format!("cannot set extended attribute {}: {e}", String::from_utf8_lossy(name)),
+                );
             }
         }
     }

@@ -131,7 +131,11 @@ impl Ctx<'_> {
             self.stop.store(true, Ordering::Relaxed);
             let mut f = self.fatal.lock();
             if f.is_none() {
-                *f = Some(EngineError::io(target_path, std::io::Error::new(e.kind(), e.to_string())));
+                let copy = match e.raw_os_error() {
+                    Some(code) => std::io::Error::from_raw_os_error(code),
+                    None => std::io::Error::new(e.kind(), e.to_string()),
+                };
+                *f = Some(EngineError::io(target_path, copy));
             }
         }
         fatal
@@ -210,14 +214,23 @@ impl Ctx<'_> {
     fn create_dirs(&self) -> Vec<bool> {
         let dirs = &self.plan.dirs;
         let mut ok = vec![true; dirs.len()];
+        // Temporary files of an interrupted restore go first (the target, then every
+        // directory that already existed).
+        let _ = self.target.remove_stale_tmp(0);
         for (i, d) in dirs.iter().enumerate().skip(1) {
             if !ok[d.parent] {
                 ok[i] = false;
                 continue;
             }
             match self.target.ensure_dir(i, self.opts.overwrite != Overwrite::Never) {
-                Ok(_) => {
+                Ok(created) => {
                     self.counters.dirs.fetch_add(1, Ordering::Relaxed);
+                    if !created {
+                        let _ = self.target.remove_stale_tmp(i);
+                        if !self.is_root {
+                            self.make_writable(i);
+                        }
+                    }
                 }
                 Err(e) => {
                     ok[i] = false;
@@ -230,5 +243,18 @@ impl Ctx<'_> {
             }
         }
         ok
+    }
+
+    /// An existing directory we cannot write into (left read-only by an earlier restore) is
+    /// opened up for the owner; its own metadata is set again at the end.
+    fn make_writable(&self, dir: usize) {
+        use std::os::fd::AsRawFd;
+        let Ok(f) = self.target.open_dir(dir) else { return };
+        if let Ok(st) = nix::sys::stat::fstat(f.as_raw_fd()) {
+            if st.st_mode & 0o300 != 0o300 {
+                let mode = nix::sys::stat::Mode::from_bits_truncate((st.st_mode & 0o7777) | 0o700);
+                let _ = nix::sys::stat::fchmod(f.as_raw_fd(), mode);
+            }
+        }
     }
 }

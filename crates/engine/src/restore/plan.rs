@@ -4,13 +4,17 @@
 
 use std::collections::{HashMap, HashSet};
 
-use offsite_format::{BlobId, Node, NodeKind};
+use offsite_format::{BlobId, Node, NodeKind, Tree};
 use offsite_repo::BlobReader;
+use rayon::prelude::*;
 
 use super::filter::Filter;
 use super::target::DirTable;
 use crate::error::{EngineError, EngineResult};
 use crate::events::display_path;
+
+/// Trees fetched in parallel at once while planning.
+const TREE_BATCH: usize = 256;
 
 /// A directory to create. Index 0 is the target itself (the snapshot's `/`, no node). A parent
 /// always has a smaller index than its children.
@@ -95,53 +99,78 @@ pub(crate) fn build(reader: &BlobReader, root: &BlobId, filter: &Filter) -> Engi
     plan.dirs.push(PlanDir { parent: 0, name: Vec::new(), path: b"/".to_vec(), node: None });
     // Whether each directory was included by a pattern (itself or an ancestor).
     let mut dir_included = vec![filter.root_included()];
-    let mut stack: Vec<(usize, BlobId)> = vec![(0, *root)];
-    while let Some((dir, tree_id)) = stack.pop() {
-        let path = plan.dirs[dir].path.clone();
-        let tree = match reader.tree(&tree_id, &display_path(&path)) {
-            Ok(t) => t,
-            Err(e) => {
-                plan.errors.push((path, e.to_string()));
-                continue;
-            }
-        };
-        validate(&tree.nodes, &path)?;
-        let parent_included = dir_included[dir];
-        for node in tree.nodes {
-            let child = join(&path, &node.name.0);
-            let is_dir = node.kind == NodeKind::Dir;
-            if filter.excluded(&child, is_dir) {
-                continue;
-            }
-            let inc = filter.included(&child, is_dir, parent_included);
-            match node.kind {
-                NodeKind::Dir => {
-                    let idx = plan.dirs.len();
-                    let subtree = node.subtree;
-                    if subtree.is_none() {
-                        plan.errors.push((child.clone(), "directory without a subtree".into()));
-                    }
-                    plan.dirs.push(PlanDir { parent: dir, name: node.name.0.clone(), path: child, node: Some(node) });
-                    dir_included.push(inc);
-                    if let Some(s) = subtree {
-                        stack.push((idx, s));
-                    }
+    // Level by level, trees of a level fetched in parallel (a bounded batch at a time): over a
+    // high-latency store one tree after another would take a round trip per directory.
+    let mut frontier: Vec<(usize, BlobId)> = vec![(0, *root)];
+    while !frontier.is_empty() {
+        let mut next = Vec::new();
+        for batch in frontier.chunks(TREE_BATCH) {
+            let trees: Vec<_> = batch
+                .par_iter()
+                .map(|(dir, id)| (*dir, reader.tree(id, &display_path(&plan.dirs[*dir].path))))
+                .collect();
+            for (dir, tree) in trees {
+                match tree {
+                    Ok(t) => add_tree(&mut plan, &mut dir_included, &mut next, filter, dir, t)?,
+                    Err(e) => plan.errors.push((plan.dirs[dir].path.clone(), e.to_string())),
                 }
-                NodeKind::File if inc => plan.files.push(PlanFile { dir, path: child, node, link_to: None }),
-                NodeKind::Symlink | NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev if inc => {
-                    plan.others.push(PlanOther { dir, path: child, node });
-                }
-                _ => {} // sockets are not restored; entries outside the includes are skipped
             }
         }
+        frontier = next;
     }
-    // Children were visited depth-first from a stack: order directories by index is already
-    // parent-first. Drop directories that hold nothing selected (only with includes).
+    // Directories are numbered parent-first. Drop directories that hold nothing selected (only with includes).
     if !filter.root_included() {
         prune(&mut plan, &dir_included);
     }
     link_hard_links(&mut plan);
     Ok(plan)
+}
+
+/// Add one directory's entries to the plan; subdirectories to walk go to `next`.
+fn add_tree(
+    plan: &mut Plan,
+    dir_included: &mut Vec<bool>,
+    next: &mut Vec<(usize, BlobId)>,
+    filter: &Filter,
+    dir: usize,
+    tree: Tree,
+) -> EngineResult<()> {
+    let path = plan.dirs[dir].path.clone();
+    validate(&tree.nodes, &path)?;
+    let parent_included = dir_included[dir];
+    for node in tree.nodes {
+        let child = join(&path, &node.name.0);
+        let is_dir = node.kind == NodeKind::Dir;
+        if filter.excluded(&child, is_dir) {
+            continue;
+        }
+        let inc = filter.included(&child, is_dir, parent_included);
+        match node.kind {
+            NodeKind::Dir => {
+                let idx = plan.dirs.len();
+                let subtree = node.subtree;
+                if subtree.is_none() {
+                    plan.errors.push((child.clone(), "directory without a subtree".into()));
+                }
+                plan.dirs.push(PlanDir {
+                    parent: dir,
+                    name: node.name.0.clone(),
+                    path: child,
+                    node: Some(node),
+                });
+                dir_included.push(inc);
+                if let Some(s) = subtree {
+                    next.push((idx, s));
+                }
+            }
+            NodeKind::File if inc => plan.files.push(PlanFile { dir, path: child, node, link_to: None }),
+            NodeKind::Symlink | NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev if inc => {
+                plan.others.push(PlanOther { dir, path: child, node });
+            }
+            _ => {} // sockets are not restored; entries outside the includes are skipped
+        }
+    }
+    Ok(())
 }
 
 /// Keep only directories that were included themselves or lead to something selected.
@@ -161,9 +190,9 @@ fn prune(plan: &mut Plan, included: &[bool]) {
     for o in &plan.others {
         mark(o.dir, &mut keep);
     }
-    for d in 1..n {
-        if included[d] {
-            mark(plan.dirs[d].parent, &mut keep);
+    for (d, inc) in plan.dirs.iter().zip(included).skip(1) {
+        if *inc {
+            mark(d.parent, &mut keep);
         }
     }
     let mut new_index = vec![usize::MAX; n];

@@ -23,7 +23,12 @@ pub(crate) struct Progress {
 impl Progress {
     /// Progress that reports only if `enabled`.
     pub(crate) fn new(enabled: bool) -> Self {
-        Progress { enabled, last: Mutex::new(None), items_total: AtomicU64::new(0), bytes_total: AtomicU64::new(0) }
+        Progress {
+            enabled,
+            last: Mutex::new(None),
+            items_total: AtomicU64::new(0),
+            bytes_total: AtomicU64::new(0),
+        }
     }
 }
 

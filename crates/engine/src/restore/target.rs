@@ -58,6 +58,12 @@ pub(crate) fn tmp_name() -> Vec<u8> {
     format!("{TMP_PREFIX}{}", hex::encode(r)).into_bytes()
 }
 
+/// Whether `name` is one of our temporary names (prefix and 16 lowercase hex digits).
+pub(crate) fn is_tmp_name(name: &[u8]) -> bool {
+    name.strip_prefix(TMP_PREFIX.as_bytes())
+        .is_some_and(|r| r.len() == 16 && r.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
+}
+
 /// Create the target if missing, open it, and prove it is writable (a probe file created and
 /// removed), so an unusable target fails before any work with an error naming it.
 pub(crate) fn prepare_root(path: &Path) -> EngineResult<File> {
@@ -78,7 +84,9 @@ pub(crate) fn prepare_root(path: &Path) -> EngineResult<File> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .mode(0o600)
         .open(&probe_path)
-        .map_err(|e| EngineError::io(path, io::Error::new(e.kind(), format!("target is not writable: {e}"))))?;
+        .map_err(|e| {
+            EngineError::io(path, io::Error::new(e.kind(), format!("target is not writable: {e}")))
+        })?;
     std::fs::remove_file(&probe_path).map_err(|e| EngineError::io(&probe_path, e))?;
     Ok(root)
 }
@@ -124,16 +132,6 @@ impl<'a> Target<'a> {
             p
         } else {
             self.entry_path(dir, name)
-        }
-    }
-
-    /// A path naming directory `dir` itself through its descriptor (follows only the `/proc`
-    /// link to that very directory).
-    pub(crate) fn dir_via(&self, fd: &File, dir: usize) -> PathBuf {
-        if self.proc_fd {
-            PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-        } else {
-            self.dir_path(dir)
         }
     }
 
@@ -208,7 +206,8 @@ impl<'a> Target<'a> {
                 if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
                     false
                 } else if replace {
-                    nix::unistd::unlinkat(fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir).map_err(errno)?;
+                    nix::unistd::unlinkat(fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+                        .map_err(errno)?;
                     nix::sys::stat::mkdirat(fd, name, Mode::from_bits_truncate(0o700)).map_err(errno)?;
                     true
                 } else {
@@ -223,6 +222,28 @@ impl<'a> Target<'a> {
         // Opening it proves it is a directory reached without a symlink, and caches it.
         self.open_dir(idx)?;
         Ok(created)
+    }
+
+    /// Remove temporary files an interrupted restore left in directory `idx`.
+    pub(crate) fn remove_stale_tmp(&self, idx: usize) -> io::Result<()> {
+        let d = self.open_dir(idx)?;
+        let listing = if self.proc_fd {
+            PathBuf::from(format!("/proc/self/fd/{}", d.as_raw_fd()))
+        } else {
+            self.dir_path(idx)
+        };
+        for e in std::fs::read_dir(listing)? {
+            let e = e?;
+            let name = e.file_name();
+            if is_tmp_name(name.as_bytes()) && !e.file_type()?.is_dir() {
+                let _ = nix::unistd::unlinkat(
+                    Some(d.as_raw_fd()),
+                    name.as_os_str(),
+                    nix::unistd::UnlinkatFlags::NoRemoveDir,
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Create a new empty file under a fresh temporary name in `dir`; returns name and handle.
@@ -273,15 +294,28 @@ impl<'a> Target<'a> {
     /// Remove the non-directory entry `name` in `dir`.
     pub(crate) fn unlink(&self, dir: usize, name: &[u8]) -> io::Result<()> {
         let d = self.open_dir(dir)?;
-        nix::unistd::unlinkat(Some(d.as_raw_fd()), name, nix::unistd::UnlinkatFlags::NoRemoveDir).map_err(errno)
+        nix::unistd::unlinkat(Some(d.as_raw_fd()), name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+            .map_err(errno)
     }
 
     /// Hard-link `from_name` in `from_dir` as `to_name` in `to_dir` (links a symlink itself).
-    pub(crate) fn link(&self, from_dir: usize, from_name: &[u8], to_dir: usize, to_name: &[u8]) -> io::Result<()> {
+    pub(crate) fn link(
+        &self,
+        from_dir: usize,
+        from_name: &[u8],
+        to_dir: usize,
+        to_name: &[u8],
+    ) -> io::Result<()> {
         let a = self.open_dir(from_dir)?;
         let b = self.open_dir(to_dir)?;
-        nix::unistd::linkat(Some(a.as_raw_fd()), os(from_name), Some(b.as_raw_fd()), os(to_name), AtFlags::empty())
-            .map_err(errno)
+        nix::unistd::linkat(
+            Some(a.as_raw_fd()),
+            os(from_name),
+            Some(b.as_raw_fd()),
+            os(to_name),
+            AtFlags::empty(),
+        )
+        .map_err(errno)
     }
 
     /// Create a symlink `name` in `dir` pointing at `target` (raw bytes).

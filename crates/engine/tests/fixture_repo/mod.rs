@@ -41,7 +41,7 @@ pub enum Spec {
     Symlink(Vec<u8>),
     EmptyDir,
     /// a node written as given (bad names, wrong sizes)
-    Raw(Node),
+    Raw(Box<Node>),
 }
 
 /// A regular file with this content, mode 0644.
@@ -215,7 +215,7 @@ impl Dir {
                     n.subtree = Some(d.store(w));
                     n
                 }
-                Child::Leaf(Spec::Raw(n)) => n.clone(),
+                Child::Leaf(Spec::Raw(n)) => (**n).clone(),
                 Child::Leaf(Spec::Symlink(t)) => {
                     let mut n = node(name, NodeKind::Symlink);
                     n.mode = 0o777;
