@@ -17,8 +17,8 @@ use base64::Engine;
 use offsite_crypto::{counter_nonce, derive_wrapping_key, wrap_secret, Aead, KdfParams, Key32, KeySet};
 use offsite_format::{
     decode_header, decode_pack, decompress_payload, open_record, pack_key, parse_keyfile, parse_trailer,
-    unlock_keyfile, BlobId, BlobOpener, BlobType, Config, ForgetRecord, IndexFile, Lock, PackEntry, RecordType,
-    Snapshot, Tree, MAX_PLAINTEXT, TRAILER_LEN,
+    unlock_keyfile, BlobId, BlobOpener, BlobType, Config, ForgetRecord, IndexFile, Lock, PackEntry,
+    RecordType, Snapshot, Tree, MAX_PLAINTEXT, TRAILER_LEN,
 };
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -288,7 +288,8 @@ pub fn keyfile_bytes(bytes: &[u8]) {
     let Ok(kf) = parse_keyfile(bytes) else { return };
     let mut salt = [0u8; 16];
     let salt_ok = hex::decode_to_slice(kf.kdf.salt.as_bytes(), &mut salt).is_ok();
-    let params = KdfParams { m_cost_kib: kf.kdf.m_cost_kib, t_cost: kf.kdf.t_cost, p_cost: kf.kdf.p_cost, salt };
+    let params =
+        KdfParams { m_cost_kib: kf.kdf.m_cost_kib, t_cost: kf.kdf.t_cost, p_cost: kf.kdf.p_cost, salt };
     let valid = params.validate().is_ok();
     if salt_ok && valid && kf.kdf.m_cost_kib <= 64 && kf.kdf.t_cost <= 2 {
         let _ = unlock_keyfile(bytes, PASSPHRASE);

@@ -22,14 +22,16 @@ impl Env {
         let opts =
             InitOptions { kdf: KdfParams::for_tests(), chunker, pack_size: 1 << 20, ..Default::default() };
         Repository::init(storage.clone(), b"pw", &opts, &CacheSetting::Disabled).unwrap();
-        std::fs::create_dir(dir.path().join("src")).unwrap();
+        // The source sits one level down so that its ancestors do not change between backups
+        // (the repository and cache directories appear beside `tree`, not beside `src`).
+        std::fs::create_dir_all(dir.path().join("tree/src")).unwrap();
         Env { dir, storage }
     }
     fn small() -> Env {
         Env::new(ChunkerSizes { min: 4096, avg: 16384, max: 65536 })
     }
     fn src(&self) -> PathBuf {
-        self.dir.path().join("src")
+        self.dir.path().join("tree/src")
     }
     fn repo(&self) -> Arc<Repository> {
         let cache = CacheSetting::Dir(self.dir.path().join("cache"));

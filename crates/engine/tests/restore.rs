@@ -904,3 +904,116 @@ fn devices_need_root() {
         assert_eq!(s.errors[0].0, "/null");
     }
 }
+
+/// A data read: pack id and range.
+type Read = (String, Option<(u64, u64)>);
+
+/// Storage that records every data read.
+#[derive(Debug)]
+struct Counting {
+    inner: LocalStorage,
+    reads: parking_lot::Mutex<Vec<Read>>,
+}
+
+impl offsite_backend::Storage for Counting {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn create(&self) -> offsite_backend::StorageResult<()> {
+        self.inner.create()
+    }
+    fn list(&self, kind: offsite_backend::ObjectKind) -> offsite_backend::StorageResult<Vec<(String, u64)>> {
+        self.inner.list(kind)
+    }
+    fn read(
+        &self,
+        kind: offsite_backend::ObjectKind,
+        id: &str,
+        range: Option<(u64, u64)>,
+    ) -> offsite_backend::StorageResult<Vec<u8>> {
+        if kind == offsite_backend::ObjectKind::Data {
+            self.reads.lock().push((id.to_string(), range));
+        }
+        self.inner.read(kind, id, range)
+    }
+    fn write(
+        &self,
+        kind: offsite_backend::ObjectKind,
+        id: &str,
+        data: &[u8],
+    ) -> offsite_backend::StorageResult<()> {
+        self.inner.write(kind, id, data)
+    }
+    fn delete(&self, kind: offsite_backend::ObjectKind, id: &str) -> offsite_backend::StorageResult<()> {
+        self.inner.delete(kind, id)
+    }
+    fn stat(&self, kind: offsite_backend::ObjectKind, id: &str) -> offsite_backend::StorageResult<u64> {
+        self.inner.stat(kind, id)
+    }
+}
+
+/// Reopen a finished repository through a read-recording storage.
+fn counting_reader(repo: &Repo) -> (BlobReader, Arc<Counting>) {
+    let storage = Arc::new(Counting {
+        inner: LocalStorage::new(repo.dir.path().join("repo")),
+        reads: parking_lot::Mutex::new(Vec::new()),
+    });
+    let r = Arc::new(Repository::open(storage.clone(), b"pw", &CacheSetting::Disabled).unwrap());
+    let index = Arc::new(Index::load(&**r.storage(), r.keys()).unwrap());
+    (BlobReader::new(r, index).unwrap(), storage)
+}
+
+#[test]
+fn each_pack_is_read_once_and_only_where_needed() {
+    let fx = Fx::new();
+    // Shared blobs at several places in several files.
+    let a = noise(20, 1000);
+    let b = noise(21, 1000);
+    let mut one = a.clone();
+    one.extend(&b);
+    one.extend(&a);
+    let mut two = b.clone();
+    two.extend(&a);
+    let files: Vec<Node> =
+        (0..20).map(|i| fx.file(format!("f{i}").as_bytes(), &noise(30 + i, 3000 + i as usize))).collect();
+    // Lots of data no file of this snapshot needs, in the same pack as `lonely`.
+    for i in 0..1500 {
+        fx.data(&noise(1000 + i, 1000));
+    }
+    let lonely = fx.data(b"only this blob is needed");
+    let all = fx.snapshot(vec![fx.dir(b"d", files), fx.file(b"one", &one), fx.file(b"two", &two)]);
+    let small = fx.snapshot(vec![Node {
+        size: 24,
+        content: Some(vec![ContentItem::Blob(lonely)]),
+        ..node(b"lonely", NodeKind::File)
+    }]);
+    let repo = fx.finish(&[]);
+    let (reader, storage) = counting_reader(&repo);
+    let data_packs: std::collections::HashSet<String> = reader
+        .index()
+        .blobs()
+        .into_iter()
+        .filter(|(_, l)| l.entry.ty == BlobType::Data)
+        .map(|(_, l)| reader.index().pack(l.pack).id.to_hex())
+        .collect();
+    assert_eq!(data_packs.len(), 1, "the test wants one data pack");
+    let pack = data_packs.into_iter().next().unwrap();
+    let pack_size = reader.index().packs().iter().find(|p| p.id.to_hex() == pack).unwrap().size;
+
+    let t = tempfile::tempdir().unwrap();
+    run_with(&reader, &all, &opts(t.path()));
+    assert_eq!(fs::read(t.path().join("one")).unwrap(), one);
+    assert_eq!(fs::read(t.path().join("two")).unwrap(), two);
+    let reads: Vec<_> = storage.reads.lock().drain(..).filter(|(id, _)| *id == pack).collect();
+    // The needed blobs are spread over the pack with small gaps: one read, of a range.
+    assert_eq!(reads.len(), 1, "{reads:?}");
+    assert!(reads[0].1.is_some(), "read the whole object instead of a range");
+
+    let t = tempfile::tempdir().unwrap();
+    run_with(&reader, &small, &opts(t.path()));
+    let reads: Vec<_> = storage.reads.lock().drain(..).filter(|(id, _)| *id == pack).collect();
+    assert_eq!(reads.len(), 1, "{reads:?}");
+    let (_, len) = reads[0].1.unwrap();
+    assert!(len <= 8192 && len < pack_size / 100, "read {len} bytes of a {pack_size}-byte pack for one blob");
+    assert_eq!(len % 4096, 0, "reads are aligned so their length does not reveal the blob's");
+}

@@ -152,11 +152,23 @@ fn snapshot() -> Snapshot {
 }
 
 fn forget() -> ForgetRecord {
-    ForgetRecord { version: 1, repository: repo(), time: "2026-11-22T10:00:00Z".into(), removed: vec![SnapshotId([4; 32])] }
+    ForgetRecord {
+        version: 1,
+        repository: repo(),
+        time: "2026-11-22T10:00:00Z".into(),
+        removed: vec![SnapshotId([4; 32])],
+    }
 }
 
 fn lock() -> Lock {
-    Lock { version: 1, repository: repo(), time: "2026-11-22T10:00:00Z".into(), host: "h".into(), pid: 42, exclusive: true }
+    Lock {
+        version: 1,
+        repository: repo(),
+        time: "2026-11-22T10:00:00Z".into(),
+        host: "h".into(),
+        pid: 42,
+        exclusive: true,
+    }
 }
 
 struct Pack {
@@ -177,16 +189,19 @@ fn pack(ks: &KeySet, ty: BlobType, n: u32) -> Pack {
     }
     let p = b.finish();
     // Entries in insertion order, matching `plain`.
-    let entries = plain
-        .iter()
-        .map(|d| *p.entries.iter().find(|e| e.id.0 == ks.blob_id(d)).unwrap())
-        .collect();
+    let entries =
+        plain.iter().map(|d| *p.entries.iter().find(|e| e.id.0 == ks.blob_id(d)).unwrap()).collect();
     Pack { bytes: p.bytes, eph: p.eph, entries, plain }
 }
 
 fn index_file(p: &Pack) -> IndexFile {
     IndexFile {
-        packs: vec![IndexPack { id: offsite_format::PackId([5; 32]), eph: p.eph, size: p.bytes.len() as u64, blobs: p.entries.clone() }],
+        packs: vec![IndexPack {
+            id: offsite_format::PackId([5; 32]),
+            eph: p.eph,
+            size: p.bytes.len() as u64,
+            blobs: p.entries.clone(),
+        }],
         supersedes: vec![offsite_format::IndexId([6; 32])],
     }
 }
@@ -496,7 +511,14 @@ fn authentic_blobs_with_garbage_payload() {
         let plain_guess = payload.get(1..).unwrap_or(&[]);
         let id = BlobId(ks.blob_id(if r.gen_bool(0.5) { plain_guess } else { &text }));
         let raw_length = if r.gen_bool(0.5) { plain_guess.len() as u32 } else { text.len() as u32 };
-        let e = PackEntry { ty: BlobType::Tree, id, offset: 0, length: payload.len() as u32 + 16, raw_length, nonce: 3 };
+        let e = PackEntry {
+            ty: BlobType::Tree,
+            id,
+            offset: 0,
+            length: payload.len() as u32 + 16,
+            raw_length,
+            nonce: 3,
+        };
         let mut ad = b"offsite blob v1".to_vec();
         ad.push(1);
         ad.extend_from_slice(&id.0);
@@ -519,7 +541,10 @@ fn cheap_kdf() -> KdfParams {
 }
 
 /// Unlock a key file if its KDF is cheap enough to run thousands of times.
-fn unlock_if_cheap(bytes: &[u8], pw: &[u8]) -> Option<Result<(offsite_format::KeyFile, KeySet), offsite_format::FormatError>> {
+fn unlock_if_cheap(
+    bytes: &[u8],
+    pw: &[u8],
+) -> Option<Result<(offsite_format::KeyFile, KeySet), offsite_format::FormatError>> {
     let kf = parse_keyfile(bytes).ok()?;
     (kf.kdf.m_cost_kib <= 1024 && kf.kdf.t_cost <= 4).then(|| unlock_keyfile(bytes, pw))
 }
@@ -537,7 +562,10 @@ fn key_file_garbage_never_unlocks_other_secrets() {
                 // Whitespace and the unauthenticated `created` may change; the secrets, kind
                 // and repository may not.
                 assert_eq!(got.to_bytes(), secret);
-                assert_eq!((kf.repository, kf.kind.as_str()), (repo(), if i == 0 { "full" } else { "backup-only" }));
+                assert_eq!(
+                    (kf.repository, kf.kind.as_str()),
+                    (repo(), if i == 0 { "full" } else { "backup-only" })
+                );
                 opened += 1;
             }
         }

@@ -91,11 +91,23 @@ fn snapshot() -> Snapshot {
 }
 
 fn forget() -> ForgetRecord {
-    ForgetRecord { version: 1, repository: repo(), time: "2026-11-22T10:00:00Z".into(), removed: vec![SnapshotId([4; 32])] }
+    ForgetRecord {
+        version: 1,
+        repository: repo(),
+        time: "2026-11-22T10:00:00Z".into(),
+        removed: vec![SnapshotId([4; 32])],
+    }
 }
 
 fn lock() -> Lock {
-    Lock { version: 1, repository: repo(), time: "2026-11-22T10:00:00Z".into(), host: "h".into(), pid: 42, exclusive: true }
+    Lock {
+        version: 1,
+        repository: repo(),
+        time: "2026-11-22T10:00:00Z".into(),
+        host: "h".into(),
+        pid: 42,
+        exclusive: true,
+    }
 }
 
 /// A pack of `n` small blobs of type `ty` (compressible and raw), and its index record.
@@ -127,9 +139,17 @@ fn main() {
         let value: serde_json::Value = serde_json::from_slice(j).expect("own JSON parses");
         write("record", ty.name().replace(' ', "_").as_str(), &seal_record(*ty, k, &value));
         let sel = [0u8, 1, 2, 3, 4][i];
-        write("record_plaintext", &format!("{}_json", ty.name().replace(' ', "_")), &[&[sel][..], j].concat());
+        write(
+            "record_plaintext",
+            &format!("{}_json", ty.name().replace(' ', "_")),
+            &[&[sel][..], j].concat(),
+        );
         let z = zstd::bulk::compress(j, 3).expect("zstd");
-        write("record_plaintext", &format!("{}_zstd", ty.name().replace(' ', "_")), &[&[sel | 8][..], &z].concat());
+        write(
+            "record_plaintext",
+            &format!("{}_zstd", ty.name().replace(' ', "_")),
+            &[&[sel | 8][..], &z].concat(),
+        );
     }
     write("snapshot_json", "snapshot", &json(&snapshot()));
     write("snapshot_json", "config", &json(&config()));
@@ -177,10 +197,9 @@ fn main() {
         write("blob", name, &b);
     }
 
-    for (name, raw, payload) in [
-        ("zstd", text.len() as u32, compress_payload(&text, 3)),
-        ("raw", 5, compress_payload(b"12345", 0)),
-    ] {
+    for (name, raw, payload) in
+        [("zstd", text.len() as u32, compress_payload(&text, 3)), ("raw", 5, compress_payload(b"12345", 0))]
+    {
         write("payload", name, &[&raw.to_le_bytes()[..], &payload].concat());
     }
 
@@ -196,7 +215,18 @@ fn main() {
     write("keyfile", "full_secret", &[&[1u8][..], &full].concat());
     write("keyfile", "backup_only_secret", &[&[3u8][..], &bo].concat());
 
-    for s in ["latest", "latest~2", "2026-11-01", "2026-11-01T08:59", "2026-11-10T12:00:00Z", "10D", "3W", "5M", "1y", "ab12"] {
+    for s in [
+        "latest",
+        "latest~2",
+        "2026-11-01",
+        "2026-11-01T08:59",
+        "2026-11-10T12:00:00Z",
+        "10D",
+        "3W",
+        "5M",
+        "1y",
+        "ab12",
+    ] {
         write("selector", &s.replace(['~', ':'], "_"), s.as_bytes());
     }
 }

@@ -242,7 +242,6 @@ impl Archiver<'_> {
             }
             Err(ReadFail::Repo(e)) => return Err(e),
         };
-        self.counters.bytes_read.fetch_add(size, Ordering::Relaxed);
         let after = f.metadata().map_err(|e| EngineError::io(path, e))?;
         let stable = after.len() == before.len()
             && after.mtime() == before.mtime()
@@ -312,6 +311,7 @@ impl Archiver<'_> {
                 .map_err(|e| ReadFail::Repo(e.into()))?;
             content.extend(ids.into_iter().map(ContentItem::Blob));
             total += at as u64;
+            self.counters.bytes_read.fetch_add(at as u64, Ordering::Relaxed);
             buf.drain(..at);
             if eof && buf.is_empty() {
                 break;

@@ -23,7 +23,7 @@ const MERGE_GAP: u64 = 1024 * 1024;
 /// A merged read grows no longer than this (bounds memory per worker).
 const MAX_RUN: u64 = 16 * 1024 * 1024;
 /// Open temporary files a worker keeps while it processes one range.
-const MAX_HANDLES: usize = 64;
+const MAX_HANDLES: usize = 16;
 /// Size of the buffer holes are compared in.
 const HOLE_CHUNK: u64 = 1024 * 1024;
 
@@ -153,6 +153,9 @@ impl Ctx<'_> {
                     }
                 }
                 None => {
+                    if self.is_hole(&file, p.offset, p.len) {
+                        continue;
+                    }
                     let mut done = 0u64;
                     while done < p.len {
                         let n = (p.len - done).min(HOLE_CHUNK);
@@ -167,6 +170,18 @@ impl Ctx<'_> {
             }
         }
         Ok(true)
+    }
+
+    /// Whether the filesystem reports no data in `[offset, offset + len)` (so it reads as
+    /// zeros without reading it); false when it cannot tell.
+    fn is_hole(&self, file: &File, offset: u64, len: u64) -> bool {
+        use std::os::fd::AsRawFd;
+        let Ok(start) = i64::try_from(offset) else { return false };
+        match nix::unistd::lseek(file.as_raw_fd(), start, nix::unistd::Whence::SeekData) {
+            Ok(data) => u64::try_from(data).is_ok_and(|d| d >= offset.saturating_add(len)),
+            Err(nix::errno::Errno::ENXIO) => true, // no data after offset
+            Err(_) => false,
+        }
     }
 
     fn decide(&self, f: &PlanFile, dir_ok: &[bool]) -> Decision {
@@ -227,6 +242,9 @@ impl Ctx<'_> {
     /// Restore the content of every planned regular file that is not a hard link.
     pub(crate) fn restore_files(&self, dir_ok: &[bool]) -> Vec<FileStatus> {
         let files = &self.plan.files;
+        if self.stopped() {
+            return vec![FileStatus::NotHandled; files.len()];
+        }
         let decisions: Vec<Decision> = files.par_iter().map(|f| self.decide(f, dir_ok)).collect();
         let mut status: Vec<FileStatus> = vec![FileStatus::NotHandled; files.len()];
         let mut jobs = Vec::new();
@@ -256,7 +274,8 @@ impl Ctx<'_> {
                         }
                     }
                     items_total += 1;
-                    bytes_total = bytes_total.saturating_add(files[i].node.size);
+                    let blob_bytes: u64 = pieces.iter().filter(|p| p.blob.is_some()).map(|p| p.len).sum();
+                    bytes_total = bytes_total.saturating_add(blob_bytes);
                     jobs.push(Job {
                         file: i,
                         remaining: AtomicUsize::new(count),
@@ -350,7 +369,7 @@ impl Ctx<'_> {
                 Err(msg) => {
                     for &(j, _) in &need.places {
                         jobs[j].fail(msg.clone());
-                        self.placed(jobs, j, &mut handles);
+                        self.placed(jobs, j, u64::from(need.loc.entry.raw_length), &mut handles);
                     }
                 }
                 Ok(p) => {
@@ -359,7 +378,7 @@ impl Ctx<'_> {
                         if !zero && !jobs[j].is_failed() {
                             self.write_at(jobs, j, &mut handles, &p, off);
                         }
-                        self.placed(jobs, j, &mut handles);
+                        self.placed(jobs, j, p.len() as u64, &mut handles);
                     }
                 }
             }
@@ -433,8 +452,9 @@ impl Ctx<'_> {
         }
     }
 
-    /// One placement of job `j` is handled; the last one completes the file.
-    fn placed(&self, jobs: &[Job], j: usize, handles: &mut HashMap<usize, File>) {
+    /// One placement of job `j` (of `len` bytes) is handled; the last one completes the file.
+    fn placed(&self, jobs: &[Job], j: usize, len: u64, handles: &mut HashMap<usize, File>) {
+        self.progress.bytes_done.fetch_add(len, Ordering::Relaxed);
         if jobs[j].remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             let h = handles.remove(&j);
             self.finalize(jobs, j, h);

@@ -16,8 +16,10 @@ pub(crate) struct Progress {
     last: Mutex<Option<Instant>>,
     /// files the restore will handle
     pub items_total: AtomicU64,
-    /// bytes of content the restore will write
+    /// bytes of content the restore will handle (blobs, including those of zeros)
     pub bytes_total: AtomicU64,
+    /// bytes of content handled so far (written, found to be zeros, or failed)
+    pub bytes_done: AtomicU64,
 }
 
 impl Progress {
@@ -28,6 +30,7 @@ impl Progress {
             last: Mutex::new(None),
             items_total: AtomicU64::new(0),
             bytes_total: AtomicU64::new(0),
+            bytes_done: AtomicU64::new(0),
         }
     }
 }
@@ -51,7 +54,7 @@ impl Ctx<'_> {
         self.reporter.report(Event::Progress {
             phase: "restore",
             items_done: c.files.load(Ordering::Relaxed) + c.files_skipped.load(Ordering::Relaxed),
-            bytes_done: c.bytes_written.load(Ordering::Relaxed),
+            bytes_done: p.bytes_done.load(Ordering::Relaxed),
             items_total: Some(p.items_total.load(Ordering::Relaxed)),
             bytes_total: Some(p.bytes_total.load(Ordering::Relaxed)),
             current: None,
