@@ -21,10 +21,13 @@ const PROBE: usize = 32 * 1024;
 /// not smaller than the input.
 pub fn compress_payload(data: &[u8], level: i32) -> Vec<u8> {
     if level > 0 && !looks_incompressible(data) {
-        let mut out = Vec::with_capacity(data.len() / 2 + 64);
-        out.push(PAYLOAD_ZSTD);
-        if zstd::stream::copy_encode(data, &mut out, level).is_ok() && out.len() < data.len() {
-            return out;
+        if let Some(c) = with_compressor(level, |c| c.compress(data).ok()) {
+            if c.len() + 1 < data.len() {
+                let mut out = Vec::with_capacity(c.len() + 1);
+                out.push(PAYLOAD_ZSTD);
+                out.extend_from_slice(&c);
+                return out;
+            }
         }
     }
     let mut out = Vec::with_capacity(data.len() + 1);
@@ -35,14 +38,33 @@ pub fn compress_payload(data: &[u8], level: i32) -> Vec<u8> {
 
 /// True when a fast zstd pass over the first 32 KiB saves less than 2%.
 fn looks_incompressible(data: &[u8]) -> bool {
-    if data.len() < 4096 {
+    // Small inputs: compressing them outright costs less than probing first.
+    if data.len() <= 2 * PROBE {
         return false;
     }
     let sample = &data[..data.len().min(PROBE)];
-    match zstd::bulk::compress(sample, 1) {
-        Ok(c) => c.len() * 100 >= sample.len() * 98,
-        Err(_) => true,
-    }
+    with_compressor(1, |c| c.compress(sample).ok()).is_none_or(|c| c.len() * 100 >= sample.len() * 98)
+}
+
+thread_local! {
+    /// One zstd context per thread and level: creating a context costs more than compressing
+    /// a small file.
+    static COMPRESSORS: std::cell::RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn with_compressor<T>(
+    level: i32,
+    f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> Option<T>,
+) -> Option<T> {
+    COMPRESSORS.with(|cell| {
+        let mut v = cell.borrow_mut();
+        if !v.iter().any(|(l, _)| *l == level) {
+            v.push((level, zstd::bulk::Compressor::new(level).ok()?));
+        }
+        let (_, c) = v.iter_mut().find(|(l, _)| *l == level)?;
+        f(c)
+    })
 }
 
 /// Decode a blob payload; `raw_len` is the plaintext length recorded in the index (the bound).

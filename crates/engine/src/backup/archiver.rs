@@ -232,7 +232,7 @@ impl Archiver<'_> {
         let read = if before.blocks() * 512 < before.len() {
             self.read_sparse(&mut f, before.len())
         } else {
-            self.read_stream(&mut f)
+            self.read_stream(&mut f, before.len())
         };
         let (content, size) = match read {
             Ok(r) => r,
@@ -271,7 +271,7 @@ impl Archiver<'_> {
     }
 
     /// Chunk a stream, storing the chunks of each segment in parallel. Returns content and size.
-    fn read_stream(&self, r: &mut dyn Read) -> Result<(Vec<ContentItem>, u64), ReadFail> {
+    fn read_stream(&self, r: &mut dyn Read, size_hint: u64) -> Result<(Vec<ContentItem>, u64), ReadFail> {
         let max = self.chunker.params().max_size;
         let mut buf: Vec<u8> = Vec::new();
         let mut content = Vec::new();
@@ -279,19 +279,15 @@ impl Archiver<'_> {
         let mut eof = false;
         while !eof || !buf.is_empty() {
             // Fill to at least one max chunk past what is buffered (or to EOF).
+            // Fill to at least one max chunk past what is buffered (or to EOF). read_to_end
+            // never re-zeroes the buffer, and the size hint keeps small files' buffers small.
             let want = (buf.len() + SEGMENT).max(max);
-            while !eof && buf.len() < want {
-                let start = buf.len();
-                buf.resize(want, 0);
-                let n = loop {
-                    match r.read(&mut buf[start..]) {
-                        Ok(n) => break n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(ReadFail::Source(e)),
-                    }
-                };
-                buf.truncate(start + n);
-                eof = n == 0;
+            if !eof {
+                let need = want - buf.len();
+                let hint = usize::try_from(size_hint.saturating_sub(total)).unwrap_or(usize::MAX);
+                buf.reserve(need.min(hint.saturating_add(1)));
+                let n = (&mut *r).take(need as u64).read_to_end(&mut buf).map_err(ReadFail::Source)?;
+                eof = n < need;
             }
             let mut cuts = Vec::new();
             let mut at = 0;
@@ -348,7 +344,7 @@ impl Archiver<'_> {
             };
             f.seek(SeekFrom::Start(pos)).map_err(ReadFail::Source)?;
             let want = hole - pos;
-            let (items, n) = self.read_stream(&mut f.by_ref().take(want))?;
+            let (items, n) = self.read_stream(&mut f.by_ref().take(want), want)?;
             content.extend(items);
             pos += n;
             if n < want {
