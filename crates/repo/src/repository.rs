@@ -31,7 +31,7 @@ impl Default for InitOptions {
         Self {
             chunker: ChunkerSizes { min: 512 * 1024, avg: 1024 * 1024, max: 8 * 1024 * 1024 },
             compression: 3,
-            pack_size: 16 * 1024 * 1024,
+            pack_size: 8 * 1024 * 1024,
             kdf: KdfParams::new_default(),
         }
     }

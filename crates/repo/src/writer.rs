@@ -94,8 +94,8 @@ impl BlobWriter {
             stats: WriterStats::default(),
             opts,
         });
-        // Back-pressure: at most one finished pack waiting per uploader.
-        let (tx, rx) = bounded::<FinishedPack>(uploaders);
+        // Back-pressure: at most one finished pack waiting besides those being uploaded.
+        let (tx, rx) = bounded::<FinishedPack>(1);
         let workers = (0..uploaders)
             .map(|_| {
                 let (s, rx) = (shared.clone(), rx.clone());

@@ -23,7 +23,7 @@ use crate::error::{EngineError, EngineResult};
 use crate::events::{display_path, Event, Reporter};
 
 /// Bytes read from a file per step; chunks of one step are stored in parallel.
-const SEGMENT: usize = 8 * 1024 * 1024;
+const SEGMENT: usize = 4 * 1024 * 1024;
 
 /// Live counters of a backup.
 #[derive(Debug, Default)]
