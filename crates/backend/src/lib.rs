@@ -40,9 +40,11 @@ mod error;
 mod kind;
 pub mod layers;
 mod local;
+mod remote;
 mod storage;
 
 pub use error::{StorageError, StorageResult};
 pub use kind::{is_object_id, validate_id, ObjectKind};
 pub use local::LocalStorage;
+pub use remote::RemoteOptions;
 pub use storage::Storage;

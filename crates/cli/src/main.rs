@@ -15,7 +15,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-
 /// How a command that did not fail ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
