@@ -27,7 +27,7 @@ pub struct Cli {
 /// Options accepted before or after any subcommand.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Repository location: a local path (URL forms come later)
+    /// Repository: a path, sftp://user@host[:port]/path, s3://bucket/prefix, rest:http(s)://host/path or rclone:remote:path
     #[arg(long, global = true, env = "OFFSITE_REPOSITORY", value_name = "REPO")]
     pub repo: Option<String>,
 
@@ -62,6 +62,30 @@ pub struct GlobalArgs {
     /// Worker threads (default: one per core)
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
+
+    /// SSH private key for sftp:// repositories (default: ~/.ssh keys, then the agent)
+    #[arg(long, global = true, env = "OFFSITE_SSH_IDENTITY", value_name = "FILE")]
+    pub ssh_identity: Option<PathBuf>,
+
+    /// known_hosts file for sftp:// repositories (default: ~/.ssh/known_hosts)
+    #[arg(long, global = true, env = "OFFSITE_SSH_KNOWN_HOSTS", value_name = "FILE")]
+    pub ssh_known_hosts: Option<PathBuf>,
+
+    /// S3 endpoint URL for s3:// repositories (default: AWS; path-style addressing when set)
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+
+    /// Remote storage: give up on a transfer after this long without a byte moving [default: 60s]
+    #[arg(long, global = true, env = "OFFSITE_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+
+    /// Remote storage: connection timeout [default: 15s]
+    #[arg(long, global = true, env = "OFFSITE_CONNECT_TIMEOUT", value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+
+    /// Remote storage: stop retrying and fail once unreachable this long [default: 10m]
+    #[arg(long, global = true, env = "OFFSITE_GIVE_UP_AFTER", value_name = "DURATION")]
+    pub give_up_after: Option<String>,
 
     /// TEST ONLY: create keys with the cheapest Argon2id parameters (no protection at all)
     #[arg(

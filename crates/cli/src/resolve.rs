@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, Result};
-use offsite_backend::{LocalStorage, Storage};
+use anyhow::{bail, Context, Result};
+use offsite_backend::{LocalStorage, RemoteOptions, Storage};
 use offsite_crypto::KdfParams;
 use offsite_repo::CacheSetting;
 use zeroize::Zeroizing;
@@ -34,6 +34,53 @@ pub struct Invocation {
     pub threads: usize,
     /// Test-only cheap key derivation for new keys.
     pub insecure_fast_kdf: bool,
+    /// Remote storage settings (`--idle-timeout`, `--connect-timeout`, `--give-up-after`).
+    pub remote: Result<RemoteOptions, String>,
+    /// SSH key for sftp:// (`--ssh-identity`, `OFFSITE_SSH_IDENTITY`).
+    pub ssh_identity: Option<PathBuf>,
+    /// known_hosts for sftp:// (`--ssh-known-hosts`, `OFFSITE_SSH_KNOWN_HOSTS`).
+    pub ssh_known_hosts: Option<PathBuf>,
+    /// S3 endpoint, region and credentials (flags and the usual AWS variables).
+    pub s3: S3Settings,
+}
+
+/// S3 settings from `--s3-endpoint` and the AWS environment variables.
+#[derive(Clone, Default)]
+pub struct S3Settings {
+    /// `--s3-endpoint` / `AWS_ENDPOINT_URL`
+    pub endpoint: Option<String>,
+    /// `AWS_REGION` (or `AWS_DEFAULT_REGION`)
+    pub region: Option<String>,
+    /// `AWS_ACCESS_KEY_ID`
+    pub access_key_id: Option<String>,
+    /// `AWS_SECRET_ACCESS_KEY`
+    pub secret_access_key: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+fn remote_options(g: &GlobalArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<RemoteOptions, String> {
+    let mut o = RemoteOptions::default();
+    let pick = |flag: &Option<String>, var: &str| flag.clone().or_else(|| env(var));
+    for (value, name, slot) in [
+        (pick(&g.idle_timeout, "OFFSITE_IDLE_TIMEOUT"), "--idle-timeout", &mut o.idle_timeout),
+        (pick(&g.connect_timeout, "OFFSITE_CONNECT_TIMEOUT"), "--connect-timeout", &mut o.connect_timeout),
+        (pick(&g.give_up_after, "OFFSITE_GIVE_UP_AFTER"), "--give-up-after", &mut o.give_up_after),
+    ] {
+        if let Some(v) = value {
+            *slot = crate::units::parse_duration(&v).map_err(|e| format!("{name}: {e}"))?;
+        }
+    }
+    Ok(o)
 }
 
 /// Read an environment variable; unset and empty are the same.
@@ -76,6 +123,15 @@ pub fn resolve_with(g: &GlobalArgs, env: &dyn Fn(&str) -> Option<String>) -> Inv
         cache,
         threads: g.threads.unwrap_or(0),
         insecure_fast_kdf: g.insecure_fast_kdf,
+        remote: remote_options(g, env),
+        ssh_identity: g.ssh_identity.clone(),
+        ssh_known_hosts: g.ssh_known_hosts.clone(),
+        s3: S3Settings {
+            endpoint: g.s3_endpoint.clone().or_else(|| env("AWS_ENDPOINT_URL")),
+            region: env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")),
+            access_key_id: env("AWS_ACCESS_KEY_ID"),
+            secret_access_key: env("AWS_SECRET_ACCESS_KEY").map(Zeroizing::new),
+        },
     }
 }
 
@@ -112,16 +168,29 @@ impl Invocation {
 pub enum Location {
     /// A directory on a local or mounted file system.
     Local(PathBuf),
-    /// A backend that is planned but not built yet (`sftp://`, `s3://`, `rest:`, `rclone:`).
-    Unsupported(&'static str),
+    /// `sftp://user@host[:port]/path`
+    Sftp(String),
+    /// `s3://bucket/prefix`
+    S3(String),
+    /// `rest:http(s)://...` (the URL after `rest:`)
+    Rest(String),
+    /// `rclone:remote:path` (the part after `rclone:`)
+    Rclone(String),
 }
 
 /// Classify a repository location string.
 pub fn parse_location(location: &str) -> Result<Location> {
-    for (prefix, name) in [("sftp://", "sftp"), ("s3://", "s3"), ("rest:", "rest"), ("rclone:", "rclone")] {
-        if location.starts_with(prefix) {
-            return Ok(Location::Unsupported(name));
-        }
+    if location.starts_with("sftp://") {
+        return Ok(Location::Sftp(location.to_string()));
+    }
+    if location.starts_with("s3://") {
+        return Ok(Location::S3(location.to_string()));
+    }
+    if let Some(url) = location.strip_prefix("rest:") {
+        return Ok(Location::Rest(url.to_string()));
+    }
+    if let Some(remote) = location.strip_prefix("rclone:") {
+        return Ok(Location::Rclone(remote.to_string()));
     }
     if let Some(local) = location.strip_prefix("file://") {
         return Ok(Location::Local(PathBuf::from(local)));
@@ -131,7 +200,7 @@ pub fn parse_location(location: &str) -> Result<Location> {
             && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
         if looks_like_scheme {
             bail!(
-                "unknown repository URL scheme {scheme:?} in {location}: use a local path (sftp://, s3://, rest: and rclone: come later)"
+                "unknown repository URL scheme {scheme:?} in {location}: use a local path, sftp://, s3://, rest: or rclone:"
             );
         }
     }
@@ -140,16 +209,42 @@ pub fn parse_location(location: &str) -> Result<Location> {
 
 /// Open the storage a repository location names. Relative local paths are made absolute so
 /// messages name the directory unambiguously.
-pub fn open_storage(location: &str) -> Result<Arc<dyn Storage>> {
-    match parse_location(location)? {
+pub fn open_storage(inv: &Invocation) -> Result<Arc<dyn Storage>> {
+    let location = inv.location()?;
+    let remote = || inv.remote.clone().map_err(anyhow::Error::msg);
+    let what = || format!("cannot open repository {location}");
+    Ok(match parse_location(location)? {
         Location::Local(path) => {
             let path = std::path::absolute(&path).unwrap_or(path);
-            Ok(Arc::new(LocalStorage::new(path)))
+            Arc::new(LocalStorage::new(path))
         }
-        Location::Unsupported(name) => {
-            bail!("{name} repositories are not supported by this offsite yet: use a local path")
+        Location::Sftp(url) => {
+            let opts = offsite_backend_sftp::SftpOptions {
+                remote: remote()?,
+                identity: inv.ssh_identity.clone(),
+                known_hosts: inv.ssh_known_hosts.clone(),
+            };
+            Arc::new(offsite_backend_sftp::SftpStorage::new(&url, opts).with_context(what)?)
         }
-    }
+        Location::S3(url) => {
+            let s3 = &inv.s3;
+            let opts = offsite_backend_s3::S3Options {
+                remote: remote()?,
+                endpoint: s3.endpoint.clone(),
+                region: s3.region.clone(),
+                access_key_id: s3.access_key_id.clone(),
+                secret_access_key: s3.secret_access_key.as_ref().map(|s| s.to_string()),
+                path_style: None,
+            };
+            Arc::new(offsite_backend_s3::S3Storage::new(&url, opts).with_context(what)?)
+        }
+        Location::Rest(url) => {
+            Arc::new(offsite_backend_rest::RestStorage::new(&url, remote()?).with_context(what)?)
+        }
+        Location::Rclone(r) => {
+            Arc::new(offsite_backend_rest::RcloneStorage::new(&r, remote()?).with_context(what)?)
+        }
+    })
 }
 
 #[cfg(test)]
@@ -193,8 +288,10 @@ mod tests {
         assert_eq!(parse_location("/srv/r").expect("local"), Location::Local("/srv/r".into()));
         assert_eq!(parse_location("rel/dir").expect("local"), Location::Local("rel/dir".into()));
         assert_eq!(parse_location("file:///srv/r").expect("local"), Location::Local("/srv/r".into()));
-        assert_eq!(parse_location("sftp://u@h/p").expect("known"), Location::Unsupported("sftp"));
-        assert_eq!(parse_location("rest:https://h/p").expect("known"), Location::Unsupported("rest"));
+        assert_eq!(parse_location("sftp://u@h/p").expect("known"), Location::Sftp("sftp://u@h/p".into()));
+        assert_eq!(parse_location("rest:https://h/p").expect("known"), Location::Rest("https://h/p".into()));
+        assert_eq!(parse_location("rclone:r:p").expect("known"), Location::Rclone("r:p".into()));
+        assert_eq!(parse_location("s3://b/p").expect("known"), Location::S3("s3://b/p".into()));
         let e = parse_location("xyz://host/path").expect_err("unknown");
         assert!(e.to_string().contains("unknown repository URL scheme"), "{e}");
     }

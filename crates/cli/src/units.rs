@@ -28,6 +28,28 @@ pub fn parse_size(s: &str) -> Result<u64> {
     n.checked_mul(1u64 << shift).ok_or_else(|| anyhow::anyhow!("size {s:?} is too large"))
 }
 
+/// A duration such as `500ms`, `30s`, `10m`, `2h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    let t = s.trim();
+    let (num, mult_ms) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1u64)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60_000)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3_600_000)
+    } else {
+        (t, 1000)
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid duration {s:?}: use e.g. 500ms, 30s, 10m, 2h"))?;
+    let ms = n.checked_mul(mult_ms).ok_or_else(|| anyhow::anyhow!("duration {s:?} is too large"))?;
+    Ok(std::time::Duration::from_millis(ms))
+}
+
 /// Parse a percentage for `--read-data-subset`: `10%` or `10`, in (0, 100].
 pub fn parse_percent(s: &str) -> Result<f64> {
     let t = s.trim();

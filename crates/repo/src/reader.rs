@@ -14,11 +14,21 @@ use crate::repository::Repository;
 /// Range reads are widened to this alignment so no request length equals one blob's length.
 pub const READ_ALIGN: u64 = 4096;
 
+/// Tree packs at most this large are fetched whole and kept (see [`BlobReader::tree`]).
+pub const TREE_PACK_CACHE_MAX: u64 = 16 * 1024 * 1024;
+/// Bytes of tree packs kept in memory at most; the cache is emptied when it would exceed this.
+const TREE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Whole tree packs by pack position, and their total size.
+type TreePackCache = (HashMap<u32, Arc<Vec<u8>>>, u64);
+
 /// Reads and verifies blobs (full keys only).
 pub struct BlobReader {
     repo: Arc<Repository>,
     index: Arc<Index>,
     openers: Mutex<HashMap<u32, Arc<BlobOpener>>>,
+    tree_packs: Mutex<TreePackCache>,
+    trees_read: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for BlobReader {
@@ -31,7 +41,13 @@ impl BlobReader {
     /// A reader over a repository and its index. Errors for a backup-only key.
     pub fn new(repo: Arc<Repository>, index: Arc<Index>) -> RepoResult<BlobReader> {
         repo.require_full()?;
-        Ok(BlobReader { repo, index, openers: Mutex::new(HashMap::new()) })
+        Ok(BlobReader {
+            repo,
+            index,
+            openers: Mutex::new(HashMap::new()),
+            tree_packs: Mutex::new((HashMap::new(), 0)),
+            trees_read: std::sync::atomic::AtomicU64::new(0),
+        })
     }
 
     /// The index.
@@ -91,15 +107,52 @@ impl BlobReader {
         self.open(&loc, ct)
     }
 
+    /// A tree blob's plaintext. Small tree packs are fetched whole once and kept: walking a
+    /// snapshot reads thousands of trees from a few packs, and one request per tree costs a
+    /// round trip each on remote storage.
+    fn read_tree_blob(&self, id: &BlobId, loc: &BlobLocation, by: &str) -> RepoResult<Vec<u8>> {
+        let info = self.index.pack(loc.pack);
+        if info.size > TREE_PACK_CACHE_MAX {
+            return self.read(id, by);
+        }
+        let cached = self.tree_packs.lock().0.get(&loc.pack).cloned();
+        let pack = match cached {
+            Some(p) => p,
+            None => {
+                let bytes = Arc::new(self.repo.storage().read(ObjectKind::Data, &info.id.to_hex(), None)?);
+                let mut c = self.tree_packs.lock();
+                if c.1 + info.size > TREE_CACHE_BYTES {
+                    c.0.clear();
+                    c.1 = 0;
+                }
+                c.1 += info.size;
+                c.0.insert(loc.pack, bytes.clone());
+                bytes
+            }
+        };
+        let (off, len) = (loc.entry.offset as usize, loc.entry.length as usize);
+        let ct = pack.get(off..off.saturating_add(len)).ok_or_else(|| {
+            RepoError::Other(format!("data/{}: shorter than the index says", info.id.short()))
+        })?;
+        self.open(loc, ct)
+    }
+
+    /// How many trees [`BlobReader::tree`] has decoded (lets tests prove a walk skipped subtrees).
+    pub fn trees_read(&self) -> u64 {
+        self.trees_read.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Read and parse a tree blob.
     pub fn tree(&self, id: &BlobId, by: &str) -> RepoResult<Tree> {
-        if self.locate(id, by)?.entry.ty != offsite_format::BlobType::Tree {
+        let loc = self.locate(id, by)?;
+        if loc.entry.ty != offsite_format::BlobType::Tree {
             return Err(RepoError::Other(format!(
                 "blob {} named as a tree by {by} is a data blob",
                 id.short()
             )));
         }
-        let bytes = self.read(id, by)?;
+        let bytes = self.read_tree_blob(id, &loc, by)?;
+        self.trees_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         serde_json::from_slice(&bytes).map_err(|e| {
             RepoError::corrupt(
                 format!("tree {}", id.short()),

@@ -11,7 +11,7 @@ use crate::Status;
 
 /// Create the repository and print its id and location.
 pub fn run(inv: &Invocation, out: Output) -> Result<Status> {
-    let storage = open_storage(inv.location()?)?;
+    let storage = open_storage(inv)?;
     let location = storage.location();
     let pass = password::read(&inv.password, Purpose::Create(&location))?;
     let opts = InitOptions { kdf: inv.kdf(), ..Default::default() };

@@ -47,8 +47,7 @@ pub fn run(cli: Cli) -> Result<Status> {
 /// Open the repository with the invocation's passphrase. A missing repository is reported
 /// before any passphrase is asked for.
 pub fn open(inv: &Invocation) -> Result<Repository> {
-    let location = inv.location()?;
-    let storage = open_storage(location)?;
+    let storage = open_storage(inv)?;
     match storage.stat(ObjectKind::Config, "") {
         Err(e) if e.is_not_found() => {
             return Err(RepoError::NoRepository { location: storage.location() }.into())

@@ -1,0 +1,116 @@
+//! Turning HTTP failures (transport errors, error statuses, bodies cut short) into classified
+//! [`StorageError`]s.
+
+use std::io::{self, Read};
+
+use offsite_backend::StorageError;
+
+/// One request as messages name it: method, the object's URL as shown to people, and the
+/// repository URL for "wrong credentials" messages.
+pub(crate) struct Call<'a> {
+    pub method: &'a str,
+    /// The object's URL, without password.
+    pub object: &'a str,
+    /// The repository's URL, without password.
+    pub repo: &'a str,
+    /// The path below the repository ("config", "data/<id>"), for retry messages.
+    pub path: &'a str,
+}
+
+impl Call<'_> {
+    /// A failure retrying may fix (the link, a busy server).
+    pub fn transient(&self, source: io::Error) -> StorageError {
+        let path = if self.path.is_empty() { "/" } else { self.path };
+        StorageError::Transient { what: format!("{} {path}", self.method), source }
+    }
+
+    /// A failure retrying will not fix; `why` is one line.
+    pub fn permanent(&self, why: String) -> StorageError {
+        StorageError::Permanent {
+            what: format!("{} {}", self.method, self.object),
+            source: io::Error::new(io::ErrorKind::InvalidData, why),
+        }
+    }
+
+    /// Classify a transport-level failure: connection, DNS and I/O trouble (timeouts and
+    /// resets included) is transient; a bad URL, a bad header or a redirect loop is not.
+    pub fn transport(&self, t: &ureq::Transport) -> StorageError {
+        use ureq::ErrorKind as K;
+        // ureq often repeats the kind as the message ("Network Error: Network Error: ...").
+        let mut msg = t.kind().to_string();
+        let parts = [t.message().map(str::to_string), std::error::Error::source(t).map(|e| e.to_string())];
+        for part in parts.into_iter().flatten() {
+            if part.starts_with(&msg) {
+                msg = part;
+            } else if !msg.ends_with(&part) {
+                msg = format!("{msg}: {part}");
+            }
+        }
+        match t.kind() {
+            K::Dns | K::ConnectionFailed | K::Io | K::BadStatus | K::ProxyConnect => {
+                let kind = io_kind(t).unwrap_or(io::ErrorKind::Other);
+                self.transient(io::Error::new(kind, msg))
+            }
+            _ => self.permanent(msg),
+        }
+    }
+
+    /// Classify an error status. `body` is read for a short excerpt in permanent errors.
+    pub fn status(&self, code: u16, resp: ureq::Response) -> StorageError {
+        let text = resp.status_text().to_string();
+        let what = self.object.to_string();
+        match code {
+            401 => StorageError::PermissionDenied {
+                what: format!("{what} (wrong credentials for {})", self.repo),
+            },
+            403 if self.method == "DELETE" => StorageError::PermissionDenied {
+                what: format!("{what} (the server refuses deletes: is it append-only?)"),
+            },
+            403 if self.method == "POST" => {
+                StorageError::PermissionDenied { what: format!("{what} (the server refuses the upload)") }
+            }
+            403 => StorageError::PermissionDenied {
+                what: format!("{what} (wrong credentials for {}, or no access)", self.repo),
+            },
+            404 => StorageError::NotFound { what },
+            409 => StorageError::AlreadyExists { what },
+            413 | 507 => StorageError::NoSpace { what },
+            408 | 429 | 500 | 502..=504 | 509..=599 => {
+                self.transient(io::Error::other(format!("the server answered {code} {text}")))
+            }
+            416 => self.permanent("range not satisfiable (past the end of the object)".into()),
+            _ => self.permanent(format!("unexpected answer {code} {text}: {}", excerpt(resp))),
+        }
+    }
+}
+
+/// The I/O error kind under a transport error, if there is one.
+fn io_kind(t: &ureq::Transport) -> Option<io::ErrorKind> {
+    let mut e: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
+    while let Some(err) = e {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            return Some(io.kind());
+        }
+        e = err.source();
+    }
+    None
+}
+
+/// The first bytes of an error body on one line, for messages.
+pub(crate) fn excerpt(resp: ureq::Response) -> String {
+    let mut buf = Vec::new();
+    let _ = resp.into_reader().take(160).read_to_end(&mut buf);
+    one_line(&buf)
+}
+
+/// `bytes` as printable text on one line, at most 160 characters.
+pub(crate) fn one_line(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut s: String = text.chars().take(160).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.is_empty() {
+        "(empty body)".into()
+    } else {
+        s
+    }
+}

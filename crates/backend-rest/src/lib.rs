@@ -1,0 +1,40 @@
+//! Remote storage over HTTP for offsite: [`RestStorage`] speaks restic's REST backend API v2
+//! (rest-server, `rclone serve restic`, `offsite serve`), and [`RcloneStorage`] reaches every
+//! provider rclone knows through an `rclone serve restic` child process.
+//!
+//! Both implement the blocking [`offsite_backend::Storage`] trait with a blocking HTTP client
+//! (ureq, rustls with ring): no async runtime. Both honour [`offsite_backend::RemoteOptions`]:
+//! a connect timeout, an idle timeout on every socket read and write (lack of progress, never
+//! the length of a transfer), bounded concurrency, and retries of transient failures with
+//! exponential backoff until `give_up_after`, after which a call fails with "storage
+//! unreachable: <url>: <cause> (gave up after <budget>)".
+//!
+//! ```no_run
+//! use offsite_backend::{ObjectKind, RemoteOptions, Storage};
+//! use offsite_backend_rest::RestStorage;
+//!
+//! // A `rest:` repository URL without its prefix; credentials may be part of it.
+//! let storage = RestStorage::new("https://user:secret@backup.example:8000/repo", RemoteOptions::default())?;
+//! storage.create()?;
+//! let config = storage.read(ObjectKind::Config, "", None)?;
+//! # Ok::<(), offsite_backend::StorageError>(())
+//! ```
+//!
+//! Errors map HTTP answers to [`offsite_backend::StorageError`] classes: 401 and 403 are
+//! PermissionDenied (naming the URL, never the password), 404 NotFound, 409 (and 403 for an
+//! existing name) AlreadyExists, 413 and 507 NoSpace, 408, 429 and 5xx Transient, and a server
+//! that answers something else than the API (HTML to a listing, JSON of the wrong shape, a
+//! different byte range than asked for) Permanent, with what it said.
+//!
+//! Layout: `endpoint` parses URLs and keeps the password out of messages, `answer` classifies
+//! HTTP failures, `retry` runs a call through transient failures, `rest` is the REST client,
+//! `rclone` the child process.
+
+mod answer;
+mod endpoint;
+mod rclone;
+mod rest;
+mod retry;
+
+pub use rclone::RcloneStorage;
+pub use rest::RestStorage;

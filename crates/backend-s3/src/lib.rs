@@ -1,0 +1,40 @@
+//! An offsite repository in an S3 bucket (AWS, Garage, Ceph, MinIO, R2, B2, s3s-fs …), through
+//! Apache OpenDAL's S3 service.
+//!
+//! `s3://bucket/prefix` stores the repository's objects under `prefix/` in `bucket`, in the
+//! same layout as every other backend (`config`, `keys/<id>`, `data/<xx>/<id>`, `index/<id>`,
+//! `snapshots/<id>`, `locks/<id>`). [`S3Storage`] implements the blocking
+//! [`offsite_backend::Storage`] trait by owning a small tokio runtime and blocking on it inside
+//! each call.
+//!
+//! # Timeouts and retries
+//!
+//! Every HTTP request runs through this crate's own transport (reqwest, rustls with ring), which
+//! fails a request when no byte moved for [`RemoteOptions::idle_timeout`] in either direction
+//! (request body sent, response headers or body received) and bounds connecting by
+//! [`RemoteOptions::connect_timeout`]. A transfer that keeps moving is never cut, however long
+//! it takes. On top of that, OpenDAL's `TimeoutLayer` bounds control requests and every
+//! streamed read step, and its `RetryLayer` retries transient failures (connection errors,
+//! timeouts, 5xx, 429) with exponential backoff. Once [`RemoteOptions::give_up_after`] has
+//! passed since a call started, no new attempt is made: the call fails with
+//! [`offsite_backend::StorageError::Transient`], "storage unreachable: s3://… at ENDPOINT:
+//! CAUSE (gave up after N s)".
+//!
+//! # No overwrite, without conditional writes
+//!
+//! S3 has no create-if-absent that every server honours (`If-None-Match: *` is ignored by
+//! Garage, for one), so `write` asks for the object first and refuses with AlreadyExists if it
+//! is there. Two writers racing for the same name both upload; since names are content hashes
+//! (and the config is written once, by `init`), they write identical bytes.
+//!
+//! [`RemoteOptions::idle_timeout`]: offsite_backend::RemoteOptions::idle_timeout
+//! [`RemoteOptions::connect_timeout`]: offsite_backend::RemoteOptions::connect_timeout
+//! [`RemoteOptions::give_up_after`]: offsite_backend::RemoteOptions::give_up_after
+
+mod errors;
+mod location;
+mod storage;
+mod transport;
+
+pub use location::S3Url;
+pub use storage::{S3Options, S3Storage};
