@@ -497,7 +497,7 @@ main() {
     log "backends: ${BACKENDS[*]}"
     for t in "${TOOLS[@]}"; do log "  $(tool_version "$t")"; done
     prepare_data
-    DATA_BYTES=$(find "$DATA" -type f -printf '%s\n' | awk '{s += $1} END {printf "%d", s}')
+    DATA_BYTES=$(find "$DATA" -type f -printf '%s\n' | awk '{s += $1} END {printf "%.0f", s}')
     DATA_MIB=$(awk -v b="$DATA_BYTES" 'BEGIN{printf "%.1f", b / 1048576}')
     DATA_SUMMARY="$(find "$DATA" -type f | wc -l) files, $DATA_MIB MiB"
     log "dataset: $DATA_SUMMARY"
