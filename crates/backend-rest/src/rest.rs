@@ -70,7 +70,12 @@ impl RestStorage {
             .timeout_connect(opts.connect_timeout)
             .timeout_read(opts.idle_timeout)
             .timeout_write(opts.idle_timeout)
-            .max_idle_connections_per_host(slots)
+            // No connection reuse: ureq 2 clears a pooled socket's read and write timeouts and
+            // does not set them again when it reuses the socket, so a request on a kept-alive
+            // connection over a dead link waited for its status line forever (found by
+            // crates/cli/tests/resume.rs). A fresh connection per request always has both.
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
             .redirects(0)
             .user_agent(concat!("offsite/", env!("CARGO_PKG_VERSION")))
             .build();
