@@ -56,7 +56,7 @@ pub struct RestoreOptions {
     pub exclude: Vec<String>,
     /// existing files
     pub overwrite: Overwrite,
-    /// worker threads (0 = number of cores)
+    /// worker threads (0 = twice the cores, at least 4: workers also wait on storage)
     pub threads: usize,
 }
 
@@ -157,8 +157,15 @@ pub fn restore(
 ) -> EngineResult<RestoreSummary> {
     let filter = filter::Filter::new(&opts.include, &opts.exclude)?;
     let root = target::prepare_root(&opts.target)?;
+    // Workers wait on storage as much as they compute: on remote storage one per core left the
+    // link idle (docs/PERFORMANCE.md), so the default is twice the cores, at least 4.
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(4, |n| (n.get() * 2).max(4))
+    } else {
+        opts.threads
+    };
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads)
+        .num_threads(threads)
         .thread_name(|i| format!("offsite-restore-{i}"))
         .build()
         .map_err(|e| EngineError::Other(format!("cannot start restore threads: {e}")))?;
