@@ -64,7 +64,10 @@ impl RestStorage {
     /// without the `rest:` prefix). Touches nothing on the server; fails only for a URL that
     /// is not http(s) with a host (Permanent, the password not echoed).
     pub fn new(url: &str, opts: RemoteOptions) -> StorageResult<RestStorage> {
-        let endpoint = endpoint::parse(url)?;
+        let mut endpoint = endpoint::parse(url)?;
+        // Name the repository as the user writes it, so a printed location can be pasted back
+        // into --repo.
+        endpoint.shown = format!("rest:{}", endpoint.shown);
         let slots = opts.concurrency.max(1);
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(opts.connect_timeout)
@@ -382,7 +385,7 @@ mod tests {
     #[test]
     fn debug_and_location_never_show_the_password() {
         let s = RestStorage::new("http://bob:hunter2@127.0.0.1:1/r", RemoteOptions::default()).unwrap();
-        assert_eq!(s.location(), "http://bob@127.0.0.1:1/r/");
+        assert_eq!(s.location(), "rest:http://bob@127.0.0.1:1/r/");
         assert!(!format!("{s:?}").contains("hunter2"));
     }
 }

@@ -67,7 +67,7 @@ fn wrong_password_is_permission_denied_naming_the_url_not_the_password() {
     let err = s.create().unwrap_err();
     assert!(matches!(err, StorageError::PermissionDenied { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains(&format!("wrong credentials for {}", server.url("alice@", "auth"))), "{msg}");
+    assert!(msg.contains(&format!("wrong credentials for rest:{}", server.url("alice@", "auth"))), "{msg}");
     assert!(!msg.contains("hunter2") && !format!("{err:?}").contains("hunter2"), "{msg}");
 
     let s = RestStorage::new(&server.url("alice:right-pass@", "auth"), RemoteOptions::default()).unwrap();
