@@ -5,7 +5,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use offsite_backend::{ObjectKind, Storage};
 use offsite_crypto::KeySet;
-use offsite_format::{open_record, BlobId, BlobType, IndexFile, IndexId, PackEntry, PackId, RecordType};
+use offsite_format::{open_record, BlobId, IndexFile, PackEntry, PackId, RecordType};
 use parking_lot::RwLock;
 use rayon::prelude::*;
 
@@ -58,7 +58,6 @@ struct Inner {
 #[derive(Default)]
 pub struct Index {
     inner: RwLock<Inner>,
-    files: RwLock<Vec<IndexId>>,
 }
 
 impl std::fmt::Debug for Index {
@@ -72,27 +71,23 @@ impl Index {
     /// Read and merge every index object (in parallel).
     pub fn load(storage: &dyn Storage, keys: &KeySet) -> RepoResult<Index> {
         let ids = storage.list(ObjectKind::Index)?;
-        let files: Vec<(IndexId, IndexFile)> = ids
+        let files: Vec<IndexFile> = ids
             .par_iter()
             .map(|(id, _)| {
                 let bytes = read_verified(storage, ObjectKind::Index, id)?;
                 let object = format!("index/{}", &id[..8]);
-                let f: IndexFile = open_record(RecordType::Index, keys, &bytes)
-                    .map_err(|e| RepoError::corrupt(&object, e))?;
-                let iid = IndexId::from_hex(id).map_err(|e| RepoError::corrupt(&object, e))?;
-                Ok((iid, f))
+                open_record(RecordType::Index, keys, &bytes).map_err(|e| RepoError::corrupt(&object, e))
             })
             .collect::<RepoResult<_>>()?;
         let index = Index::default();
-        for (id, f) in files {
+        for f in files {
             index.add_file(&f);
-            index.files.write().push(id);
         }
         Ok(index)
     }
 
     /// Merge one index object's packs.
-    pub fn add_file(&self, f: &IndexFile) {
+    fn add_file(&self, f: &IndexFile) {
         for p in &f.packs {
             self.add_pack(PackInfo { id: p.id, eph: p.eph, size: p.size }, &p.blobs);
         }
@@ -146,11 +141,6 @@ impl Index {
             .collect()
     }
 
-    /// Number of blobs of a type.
-    pub fn count(&self, ty: BlobType) -> usize {
-        self.inner.read().blobs.values().filter(|(_, e)| e.ty == ty).count()
-    }
-
     /// Number of blobs.
     pub fn len(&self) -> usize {
         self.inner.read().blobs.len()
@@ -159,15 +149,5 @@ impl Index {
     /// Whether the index is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Index objects that were loaded.
-    pub fn files(&self) -> Vec<IndexId> {
-        self.files.read().clone()
-    }
-
-    /// Record an index object written by this process.
-    pub fn note_file(&self, id: IndexId) {
-        self.files.write().push(id);
     }
 }

@@ -121,11 +121,6 @@ impl BlobWriter {
         BlobId(self.shared.repo.keys().blob_id(data))
     }
 
-    /// Whether a blob is already stored or being stored.
-    pub fn is_known(&self, id: &BlobId) -> bool {
-        self.shared.index.contains(id) || self.pending.lock().contains(id)
-    }
-
     /// Store a blob unless an identical one exists. Returns its id and whether it was new.
     pub fn add(&self, ty: BlobType, data: &[u8]) -> RepoResult<(BlobId, bool)> {
         let id = self.blob_id(data);
@@ -251,6 +246,5 @@ fn write_checkpoint(s: &Shared) -> RepoResult<()> {
     let id = IndexId(storage_id(&bytes));
     s.repo.storage().write(ObjectKind::Index, &id.to_hex(), &bytes)?;
     s.stats.stored_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    s.index.note_file(id);
     Ok(())
 }

@@ -21,8 +21,7 @@ use parking_lot::Mutex;
 use crate::error::{EngineError, EngineResult};
 use crate::events::{display_path, Event, Reporter};
 use archiver::{path_bytes, Archiver, Counters, Roots};
-pub use excludes::Excludes;
-pub use filecache::is_under;
+use excludes::Excludes;
 use filecache::FilesCache;
 
 /// What to back up and how.
