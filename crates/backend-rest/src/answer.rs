@@ -33,9 +33,17 @@ impl Call<'_> {
     }
 
     /// Classify a transport-level failure: connection, DNS and I/O trouble (timeouts and
-    /// resets included) is transient; a bad URL, a bad header or a redirect loop is not.
+    /// resets included) is transient; a bad URL, a bad header, a redirect loop or a server
+    /// certificate rustls refused is not.
     pub fn transport(&self, t: &ureq::Transport) -> StorageError {
         use ureq::ErrorKind as K;
+        if let Some(why) = crate::tls::refused_certificate(t) {
+            // Retrying cannot make a certificate trusted.
+            return StorageError::Permanent {
+                what: format!("TLS connection to {}", self.repo),
+                source: io::Error::new(io::ErrorKind::InvalidData, why),
+            };
+        }
         // ureq often repeats the kind as the message ("Network Error: Network Error: ...").
         let mut msg = t.kind().to_string();
         let parts = [t.message().map(str::to_string), std::error::Error::source(t).map(|e| e.to_string())];
@@ -76,12 +84,24 @@ impl Call<'_> {
             409 => StorageError::AlreadyExists { what },
             413 | 507 => StorageError::NoSpace { what },
             408 | 429 | 500 | 502..=504 | 509..=599 => {
+                // Servers that pass the OS error on ("no space left on device") say it here.
+                if code >= 500 && mentions_no_space(&excerpt(resp)) {
+                    return StorageError::NoSpace { what };
+                }
                 self.transient(io::Error::other(format!("the server answered {code} {text}")))
             }
             416 => self.permanent("range not satisfiable (past the end of the object)".into()),
             _ => self.permanent(format!("unexpected answer {code} {text}: {}", excerpt(resp))),
         }
     }
+}
+
+/// True if an error body reads like a full disk or an exhausted quota.
+fn mentions_no_space(body: &str) -> bool {
+    let b = body.to_ascii_lowercase();
+    ["no space left", "disk full", "quota exceeded", "insufficient storage", "not enough space"]
+        .iter()
+        .any(|p| b.contains(p))
 }
 
 /// The I/O error kind under a transport error, if there is one.
@@ -112,5 +132,19 @@ pub(crate) fn one_line(bytes: &[u8]) -> String {
         "(empty body)".into()
     } else {
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_disk_bodies_are_recognised() {
+        assert!(mentions_no_space("write /srv/r/data/ab: No space left on device"));
+        assert!(mentions_no_space("Disk quota exceeded"));
+        assert!(mentions_no_space("507 Insufficient Storage"));
+        assert!(!mentions_no_space("Internal Server Error"));
+        assert!(!mentions_no_space("(empty body)"));
     }
 }

@@ -24,10 +24,21 @@
 //! PermissionDenied (naming the URL, never the password), 404 NotFound, 409 (and 403 for an
 //! existing name) AlreadyExists, 413 and 507 NoSpace, 408, 429 and 5xx Transient, and a server
 //! that answers something else than the API (HTML to a listing, JSON of the wrong shape, a
-//! different byte range than asked for) Permanent, with what it said.
+//! different byte range than asked for) Permanent, with what it said. A server certificate
+//! that rustls refuses is Permanent too ("the server's TLS certificate is not trusted"): no
+//! retry makes it trusted. [`offsite_backend::RemoteOptions::ca_cert`] (`--cacert`) replaces
+//! the built-in webpki roots for https URLs.
+//!
+//! A full server is NoSpace when it says so: 413, 507, a 5xx whose body reads "no space left"
+//! or "quota exceeded", or (`rclone serve restic`, which answers a full disk with a bare 500)
+//! a 500 to an upload after which an empty object is left at its name (removed again). An
+//! upload the server keeps failing with 500 until `give_up_after` ends with "<url> could not
+//! store <object>: the server kept answering 500 ...; a full disk or an exhausted quota on the
+//! server does this: free space there, then run the command again".
 //!
 //! Layout: `endpoint` parses URLs and keeps the password out of messages, `answer` classifies
-//! HTTP failures, `retry` runs a call through transient failures, `rest` is the REST client,
+//! HTTP failures, `retry` runs a call through transient failures, `tls` picks the trusted roots
+//! and recognises a refused certificate, `rest` is the REST client,
 //! `rclone` the child process.
 
 mod answer;
@@ -35,6 +46,7 @@ mod endpoint;
 mod rclone;
 mod rest;
 mod retry;
+mod tls;
 
 pub use rclone::RcloneStorage;
 pub use rest::RestStorage;

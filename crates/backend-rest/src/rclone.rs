@@ -151,6 +151,9 @@ impl Storage for RcloneStorage {
     fn location(&self) -> String {
         format!("rclone:{}", self.remote)
     }
+    fn transfers(&self) -> usize {
+        self.rest.transfers()
+    }
     fn create(&self) -> StorageResult<()> {
         self.rest.create()
     }

@@ -9,7 +9,8 @@ use offsite_backend::{
 
 use crate::answer::{one_line, Call};
 use crate::endpoint::{self, Endpoint};
-use crate::retry::with_retries;
+use crate::retry::{human, with_retries};
+use crate::tls;
 
 /// The media type that selects API version 2 (listings with sizes).
 const API_V2: &str = "application/vnd.x.restic.rest.v2";
@@ -17,7 +18,10 @@ const API_V2: &str = "application/vnd.x.restic.rest.v2";
 const MAX_LISTING: u64 = 1 << 30;
 
 /// A repository on a server speaking restic's REST backend API v2 (rest-server,
-/// `rclone serve restic`, `offsite serve`), over HTTP or HTTPS (rustls, webpki roots).
+/// `rclone serve restic`, `offsite serve`), over HTTP or HTTPS (rustls; the webpki roots, or
+/// exactly the certificates of [`RemoteOptions::ca_cert`] when it is set). A server
+/// certificate that is not trusted fails a call at once (Permanent, "the server's TLS
+/// certificate is not trusted (...)"), without retries.
 ///
 /// Every call is retried through transient failures (connection refused or reset, timeouts,
 /// 408, 429, 5xx) with exponential backoff, until [`RemoteOptions::give_up_after`]; then it
@@ -62,14 +66,22 @@ impl Drop for Slot<'_> {
 impl RestStorage {
     /// A client for the repository at `url` (`http[s]://[user[:pass]@]host[:port]/path`,
     /// without the `rest:` prefix). Touches nothing on the server; fails only for a URL that
-    /// is not http(s) with a host (Permanent, the password not echoed).
+    /// is not http(s) with a host (Permanent, the password not echoed), or, for an https URL,
+    /// a [`RemoteOptions::ca_cert`] file that cannot be read or holds no valid certificate
+    /// (Permanent, naming the file).
     pub fn new(url: &str, opts: RemoteOptions) -> StorageResult<RestStorage> {
         let mut endpoint = endpoint::parse(url)?;
         // Name the repository as the user writes it, so a printed location can be pasted back
         // into --repo.
         endpoint.shown = format!("rest:{}", endpoint.shown);
         let slots = opts.concurrency.max(1);
-        let agent = ureq::AgentBuilder::new()
+        let mut builder = ureq::AgentBuilder::new();
+        if endpoint.base.starts_with("https:") {
+            if let Some(config) = tls::client_config(&opts)? {
+                builder = builder.tls_config(config);
+            }
+        }
+        let agent = builder
             .timeout_connect(opts.connect_timeout)
             .timeout_read(opts.idle_timeout)
             .timeout_write(opts.idle_timeout)
@@ -110,6 +122,17 @@ impl RestStorage {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> StorageResult<ureq::Response> {
+        self.attempt(method, path, headers, body).map_err(|(e, _)| e)
+    }
+
+    /// [`RestStorage::send`], with the HTTP status of a failure when the server answered one.
+    fn attempt(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<ureq::Response, (StorageError, Option<u16>)> {
         let object = format!("{}{path}", self.endpoint.shown);
         let call = Call { method, object: &object, repo: &self.endpoint.shown, path };
         let mut req = self.agent.request(method, &format!("{}{path}", self.endpoint.base));
@@ -126,10 +149,11 @@ impl RestStorage {
         match result {
             Ok(resp) if (200..300).contains(&resp.status()) => Ok(resp),
             Ok(resp) => {
-                Err(call.permanent(format!("unexpected answer {} {}", resp.status(), resp.status_text())))
+                let code = resp.status();
+                Err((call.permanent(format!("unexpected answer {code} {}", resp.status_text())), Some(code)))
             }
-            Err(ureq::Error::Status(code, resp)) => Err(call.status(code, resp)),
-            Err(ureq::Error::Transport(t)) => Err(call.transport(&t)),
+            Err(ureq::Error::Status(code, resp)) => Err((call.status(code, resp), Some(code))),
+            Err(ureq::Error::Transport(t)) => Err((call.transport(&t), None)),
         }
     }
 
@@ -254,6 +278,10 @@ impl Storage for RestStorage {
         self.endpoint.shown.clone()
     }
 
+    fn transfers(&self) -> usize {
+        self.opts.concurrency.max(1)
+    }
+
     fn create(&self) -> StorageResult<()> {
         with_retries(&self.opts, &self.endpoint.shown, |_| {
             let _slot = self.slot();
@@ -302,9 +330,37 @@ impl Storage for RestStorage {
         validate_id(kind, id)?;
         let path = rest_path(kind, id);
         let exists = || StorageError::AlreadyExists { what: format!("{}{path}", self.endpoint.shown) };
-        with_retries(&self.opts, &self.endpoint.shown, |retried| {
+        let no_space = || StorageError::NoSpace { what: format!("{}{path}", self.endpoint.shown) };
+        // Whether the last attempt's POST failed, and whether the server answered it with 500.
+        let (mut post_failed, mut server_error) = (false, false);
+        // Attempts that found an empty object left at the name by the previous attempt's POST.
+        let mut empties = 0;
+        let result = with_retries(&self.opts, &self.endpoint.shown, |retried| {
+            let after_failed_post = std::mem::take(&mut post_failed);
+            server_error = false;
             let _slot = self.slot();
             match self.head(&path) {
+                Ok(0) if after_failed_post && !data.is_empty() => {
+                    // The POST failed and an empty object is still at its name after the backoff:
+                    // the server left it, which is what `rclone serve restic` does on a full disk
+                    // (it answers a bare 500, often before reading the body, so the client sees a
+                    // broken connection). Remove it and try once more; the same failure again is
+                    // a full disk.
+                    empties += 1;
+                    let deleted = self.send("DELETE", &path, &[], None);
+                    match deleted {
+                        _ if empties >= 2 => return Err(no_space()),
+                        // An append-only server keeps it: no way to try again.
+                        Err(StorageError::PermissionDenied { .. }) => return Err(no_space()),
+                        Err(e) => {
+                            // Still the leftover of a failed POST: look again next attempt.
+                            empties -= 1;
+                            post_failed = true;
+                            return Err(e);
+                        }
+                        Ok(_) => {}
+                    }
+                }
                 Ok(size) if retried && size == data.len() as u64 => {
                     // An earlier attempt may have landed; accept it only if it is ours.
                     return if self.get_whole(&path)? == data { Ok(()) } else { Err(exists()) };
@@ -322,18 +378,39 @@ impl Storage for RestStorage {
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }
-            match self.send("POST", &path, &[], Some(data)) {
+            match self.attempt("POST", &path, &[], Some(data)) {
                 Ok(_) => Ok(()),
                 // Append-only servers refuse an existing name with 403, others may say 409.
-                Err(e @ (StorageError::PermissionDenied { .. } | StorageError::AlreadyExists { .. })) => {
-                    match self.head(&path) {
-                        Ok(_) => Err(exists()),
-                        Err(_) => Err(e),
-                    }
+                Err((
+                    e @ (StorageError::PermissionDenied { .. } | StorageError::AlreadyExists { .. }),
+                    _,
+                )) => match self.head(&path) {
+                    Ok(_) => Err(exists()),
+                    Err(_) => Err(e),
+                },
+                Err((e, status)) => {
+                    post_failed = true;
+                    server_error = status == Some(500);
+                    Err(e)
                 }
-                Err(e) => Err(e),
             }
-        })
+        });
+        match result {
+            // Gave up while the server kept failing the upload: say what that usually means.
+            Err(StorageError::Transient { source, .. }) if server_error => Err(StorageError::Transient {
+                what: format!("{} could not store {path}", self.endpoint.shown),
+                source: std::io::Error::new(
+                    source.kind(),
+                    format!(
+                        "the server kept answering 500 Internal Server Error (gave up after {}); a full \
+                         disk or an exhausted quota on the server does this: free space there, then run \
+                         the command again",
+                        human(self.opts.give_up_after)
+                    ),
+                ),
+            }),
+            other => other,
+        }
     }
 
     fn delete(&self, kind: ObjectKind, id: &str) -> StorageResult<()> {

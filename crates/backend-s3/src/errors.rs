@@ -6,6 +6,7 @@ use std::io;
 use offsite_backend::StorageError;
 use opendal::ErrorKind;
 
+use crate::tls::UNTRUSTED;
 use crate::transport::{CallState, GAVE_UP};
 
 /// Where the failing call went, for messages.
@@ -18,16 +19,43 @@ pub(crate) struct Target<'a> {
     pub endpoint: &'a str,
 }
 
-/// S3 error codes (or statuses) that mean the storage is full or the object is too large for
-/// a quota.
-const NO_SPACE: [&str; 6] = [
-    "QuotaExceeded",
-    "EntityTooLarge",
-    "InsufficientStorage",
-    "XMinioStorageFull",
-    "StorageFull",
-    "status: 507",
-];
+/// S3 error codes that mean the storage is full or the object is too large for a quota.
+const NO_SPACE: [&str; 5] =
+    ["QuotaExceeded", "EntityTooLarge", "InsufficientStorage", "XMinioStorageFull", "StorageFull"];
+
+/// How the transport's error for a full storage starts (see [`full_storage`]).
+pub(crate) const STORAGE_FULL: &str = "the storage is full";
+
+/// Phrases of error messages that mean a full disk or an exhausted quota (servers that pass
+/// the operating system's error on, e.g. "No space left on device (os error 28)").
+const NO_SPACE_TEXT: [&str; 4] = ["no space left", "disk full", "quota exceeded", "not enough space"];
+
+/// If an error answer (`status`, the start of its body) says the storage is full, the one-line
+/// error for it, starting with [`STORAGE_FULL`]: 507, a full-storage S3 code (MinIO's
+/// XMinioStorageFull, Ceph's QuotaExceeded, ...) or a message that reads like ENOSPC.
+pub(crate) fn full_storage(status: u16, body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let len = text[start..].find('<')?;
+        Some(one_line(&text[start..start + len]))
+    };
+    let code = tag("Code").unwrap_or_default();
+    let message = tag("Message").unwrap_or_default();
+    let lower = text.to_ascii_lowercase();
+    let full =
+        status == 507 || NO_SPACE.contains(&code.as_str()) || NO_SPACE_TEXT.iter().any(|p| lower.contains(p));
+    if !full {
+        return None;
+    }
+    let detail = [code, message].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(": ");
+    Some(if detail.is_empty() {
+        format!("{STORAGE_FULL} (HTTP {status})")
+    } else {
+        format!("{STORAGE_FULL} (HTTP {status}: {detail})")
+    })
+}
 
 /// S3 error codes that mean the access key or the secret is wrong.
 const BAD_CREDENTIALS: [&str; 3] = ["InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken"];
@@ -51,9 +79,22 @@ pub(crate) fn no_bucket(t: &Target<'_>) -> StorageError {
     }
 }
 
-/// The error for a call that gave up on an unreachable or failing storage.
-pub(crate) fn unreachable(t: &Target<'_>, call: &CallState, fallback: &str) -> StorageError {
+/// The error for a call on `object` (an `s3://…` name) that gave up on an unreachable or
+/// failing storage. An upload the server kept failing with HTTP 500 says what that usually
+/// means: s3s-fs, for one, answers a full disk with a bare "500 InternalError".
+pub(crate) fn unreachable(t: &Target<'_>, call: &CallState, object: &str, fallback: &str) -> StorageError {
     let cause = call.transient_cause().unwrap_or_else(|| one_line(fallback));
+    if call.storing && cause.starts_with("HTTP 500") {
+        let path = object.strip_prefix(t.url).map_or(object, |p| p.trim_start_matches('/'));
+        return StorageError::Transient {
+            what: format!("{} at {} could not store {path}", t.url, t.endpoint),
+            source: io::Error::other(format!(
+                "the server kept answering {cause} (gave up after {:.1} s); a full disk or an \
+                 exhausted quota on the server does this: free space there, then run the command again",
+                call.elapsed().as_secs_f64()
+            )),
+        };
+    }
     StorageError::Transient {
         what: format!("storage unreachable: {} at {}", t.url, t.endpoint),
         source: io::Error::new(
@@ -67,11 +108,24 @@ pub(crate) fn unreachable(t: &Target<'_>, call: &CallState, fallback: &str) -> S
 pub(crate) fn map(t: &Target<'_>, what: String, e: &opendal::Error, call: &CallState) -> StorageError {
     let full = e.to_string();
     let code = s3_code(&full);
+    if e.message().starts_with(STORAGE_FULL) {
+        return StorageError::NoSpace { what };
+    }
+    if e.message().starts_with(UNTRUSTED) {
+        return StorageError::Permanent {
+            what: format!("TLS connection to {} at {}", t.url, t.endpoint),
+            source: io::Error::new(io::ErrorKind::InvalidData, one_line(e.message())),
+        };
+    }
     match e.kind() {
         ErrorKind::ConfigInvalid if code == Some("NoSuchBucket") => no_bucket(t),
         ErrorKind::NotFound if code == Some("NoSuchBucket") => no_bucket(t),
         ErrorKind::NotFound => StorageError::NotFound { what },
         ErrorKind::AlreadyExists => StorageError::AlreadyExists { what },
+        // Before PermissionDenied: Ceph answers an exhausted quota with 403 QuotaExceeded.
+        _ if code.is_some_and(|c| NO_SPACE.contains(&c)) || full.contains("status: 507") => {
+            StorageError::NoSpace { what }
+        }
         ErrorKind::PermissionDenied => {
             let why = match code {
                 Some(c) if BAD_CREDENTIALS.contains(&c) => {
@@ -90,13 +144,12 @@ pub(crate) fn map(t: &Target<'_>, what: String, e: &opendal::Error, call: &CallS
             what,
             source: io::Error::new(io::ErrorKind::UnexpectedEof, "range reaches past the end of the object"),
         },
-        _ if NO_SPACE.iter().any(|c| full.contains(c)) => StorageError::NoSpace { what },
-        ErrorKind::RateLimited => unreachable(t, call, e.message()),
+        ErrorKind::RateLimited => unreachable(t, call, &what, e.message()),
         _ if e.message() == GAVE_UP
             || e.message().contains("timeout")
             || call.transient_cause().is_some() =>
         {
-            unreachable(t, call, e.message())
+            unreachable(t, call, &what, e.message())
         }
         _ => StorageError::Permanent {
             what,
@@ -143,5 +196,61 @@ mod tests {
         let e = m(opendal::Error::new(ErrorKind::Unexpected, "io operation timeout reached"));
         assert!(e.is_transient() && e.to_string().starts_with("storage unreachable: s3://b/p at "), "{e}");
         assert!(!e.to_string().contains('\n'));
+        let e = m(s3_error(ErrorKind::PermissionDenied, "QuotaExceeded"));
+        assert!(matches!(e, StorageError::NoSpace { .. }), "{e}");
+        let e = m(opendal::Error::new(ErrorKind::Unexpected, format!("{STORAGE_FULL} (HTTP 507)")));
+        assert_eq!(e.to_string(), "no space left on storage while writing s3://b/p/config");
+        let e =
+            m(opendal::Error::new(ErrorKind::Unexpected, "the server's TLS certificate is not trusted (x)"));
+        assert!(matches!(e, StorageError::Permanent { .. }), "{e}");
+        assert!(e.to_string().starts_with("TLS connection to s3://b/p at http://127.0.0.1:9: "), "{e}");
+    }
+
+    #[test]
+    fn full_storage_answers_are_recognised() {
+        let xml = |code: &str, msg: &str| {
+            format!("<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>{msg}</Message></Error>")
+        };
+        assert_eq!(
+            full_storage(
+                507,
+                xml("XMinioStorageFull", "Storage backend has reached its minimum free drive threshold.")
+                    .as_bytes()
+            ),
+            Some(
+                "the storage is full (HTTP 507: XMinioStorageFull: Storage backend has reached its minimum \
+                 free drive threshold.)"
+                    .into()
+            )
+        );
+        assert!(full_storage(403, xml("QuotaExceeded", "").as_bytes()).is_some());
+        let garage = xml("InternalError", "Internal error: IO error: No space left on device (os error 28)");
+        assert!(full_storage(500, garage.as_bytes()).is_some());
+        assert_eq!(full_storage(507, b""), Some("the storage is full (HTTP 507)".into()));
+        assert!(full_storage(500, xml("InternalError", "").as_bytes()).is_none());
+        assert!(full_storage(404, xml("NoSuchKey", "The specified key does not exist.").as_bytes()).is_none());
+    }
+
+    #[test]
+    fn an_upload_the_server_keeps_failing_suggests_a_full_disk() {
+        let t = target();
+        let call = CallState::storing();
+        call.record(true, "HTTP 500 Internal Server Error".into());
+        let e = unreachable(&t, &call, "s3://b/p/data/ab/abcd", "x");
+        let msg = e.to_string();
+        assert!(e.is_transient());
+        assert!(
+            msg.starts_with(
+                "s3://b/p at http://127.0.0.1:9 could not store data/ab/abcd: the server kept answering \
+                 HTTP 500 Internal Server Error (gave up after "
+            ),
+            "{msg}"
+        );
+        assert!(msg.ends_with("a full disk or an exhausted quota on the server does this: free space there, then run the command again"), "{msg}");
+        // A read that keeps failing is still "unreachable".
+        let call = CallState::new();
+        call.record(true, "HTTP 500 Internal Server Error".into());
+        let msg = unreachable(&t, &call, "s3://b/p/config", "x").to_string();
+        assert!(msg.starts_with("storage unreachable: s3://b/p at http://127.0.0.1:9: HTTP 500"), "{msg}");
     }
 }

@@ -20,6 +20,14 @@
 //! [`offsite_backend::StorageError::Transient`], "storage unreachable: s3://… at ENDPOINT:
 //! CAUSE (gave up after N s)".
 //!
+//! # HTTPS
+//!
+//! The server's certificate is checked against the platform's trust store, or, when
+//! [`RemoteOptions::ca_cert`] (`--cacert`) is set and the endpoint is https, against exactly
+//! the certificates of that PEM file. A certificate that is not trusted fails the call at once,
+//! without retries: "TLS connection to s3://… at ENDPOINT: the server's TLS certificate is not
+//! trusted (…)".
+//!
 //! # No overwrite, without conditional writes
 //!
 //! S3 has no create-if-absent that every server honours (`If-None-Match: *` is ignored by
@@ -30,10 +38,12 @@
 //! [`RemoteOptions::idle_timeout`]: offsite_backend::RemoteOptions::idle_timeout
 //! [`RemoteOptions::connect_timeout`]: offsite_backend::RemoteOptions::connect_timeout
 //! [`RemoteOptions::give_up_after`]: offsite_backend::RemoteOptions::give_up_after
+//! [`RemoteOptions::ca_cert`]: offsite_backend::RemoteOptions::ca_cert
 
 mod errors;
 mod location;
 mod storage;
+mod tls;
 mod transport;
 
 pub use location::S3Url;

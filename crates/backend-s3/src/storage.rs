@@ -10,13 +10,13 @@ use futures::TryStreamExt;
 use offsite_backend::{
     is_object_id, validate_id, ObjectKind, RemoteOptions, Storage, StorageError, StorageResult,
 };
-use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::layers::{RetryEvent, RetryLayer, TimeoutLayer};
 use opendal::services::S3;
 use opendal::{HttpTransporter, OperationContext, Operator};
-use rustls_platform_verifier::BuilderVerifierExt;
 
 use crate::errors::{self, Target};
 use crate::location::{shown_endpoint, S3Url};
+use crate::tls;
 use crate::transport::{CallState, IdleTransport, CALL};
 
 /// Objects larger than this are uploaded in parts of this size (multipart upload, `concurrency`
@@ -99,6 +99,19 @@ fn backoff(remote: &RemoteOptions) -> (Duration, Duration) {
     (min, max)
 }
 
+/// Log a retry on one line at debug level (`-vv`). OpenDAL's default logs every retry as a
+/// warning with the error's whole multi-line context (and a backtrace under
+/// `RUST_BACKTRACE`), which broke the one-line error output of a command that then gave up.
+fn log_retry(event: RetryEvent<'_>) {
+    tracing::debug!(
+        "s3: retrying {:?} (attempt {}) in {:.1} s: {}",
+        event.op,
+        event.attempt,
+        event.retry_after.as_secs_f64(),
+        event.err.message().replace('\n', " ")
+    );
+}
+
 fn setup_error(url: &str, why: impl fmt::Display) -> StorageError {
     StorageError::Permanent {
         what: url.to_string(),
@@ -106,15 +119,11 @@ fn setup_error(url: &str, why: impl fmt::Display) -> StorageError {
     }
 }
 
-/// The reqwest client: rustls with the ring provider and the platform's trust store (no
-/// process-wide crypto provider is installed), HTTP/1.1, connect timeout from `remote`.
-fn http_client(remote: &RemoteOptions) -> Result<reqwest::Client, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_platform_verifier())
-        .map_err(|e| format!("tls setup: {e}"))?
-        .with_no_client_auth();
+/// The reqwest client: rustls with the ring provider (no process-wide crypto provider is
+/// installed) and the platform's trust store, or only the certificates of `--cacert` for an
+/// https endpoint; HTTP/1.1, connect timeout from `remote`.
+fn http_client(remote: &RemoteOptions, https: bool, url: &str) -> StorageResult<reqwest::Client> {
+    let tls = tls::client_config(remote, https, url)?;
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .connect_timeout(remote.connect_timeout)
@@ -122,15 +131,16 @@ fn http_client(remote: &RemoteOptions) -> Result<reqwest::Client, String> {
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
-        .map_err(|e| format!("http client setup: {e}"))
+        .map_err(|e| setup_error(url, format!("http client setup: {e}")))
 }
 
 impl S3Storage {
     /// Open `s3://bucket/prefix` with `opts`. Checks the URL and the options and builds the
     /// client; sends nothing ([`Storage::create`] checks that the bucket exists).
     ///
-    /// Fails with a Permanent error for a malformed URL, missing credentials, or a TLS or
-    /// runtime setup failure.
+    /// Fails with a Permanent error for a malformed URL, missing credentials, a
+    /// [`RemoteOptions::ca_cert`] file that cannot be read or holds no valid certificate (for
+    /// an https endpoint; the message names the file), or a TLS or runtime setup failure.
     pub fn new(url: &str, opts: S3Options) -> Result<S3Storage, StorageError> {
         let parsed = S3Url::parse(url)?;
         let canonical = parsed.url();
@@ -170,7 +180,9 @@ impl S3Storage {
             .enable_all()
             .build()
             .map_err(|e| setup_error(&canonical, format!("tokio runtime: {e}")))?;
-        let client = http_client(&remote).map_err(|e| setup_error(&canonical, e))?;
+        // AWS (no endpoint) is https; a self-hosted endpoint may be plain http.
+        let https = endpoint.as_deref().is_none_or(|e| !e.to_ascii_lowercase().starts_with("http://"));
+        let client = http_client(&remote, https, &canonical)?;
         let transport = HttpTransporter::new(IdleTransport {
             client,
             idle: remote.idle_timeout,
@@ -188,7 +200,8 @@ impl S3Storage {
             .with_max_delay(max_delay)
             .with_factor(2.0)
             .with_jitter()
-            .with_max_times(100_000);
+            .with_max_times(100_000)
+            .with_notify(log_retry);
         let timeout = TimeoutLayer::new()
             .with_timeout(remote.connect_timeout + remote.idle_timeout)
             .with_io_timeout(remote.idle_timeout);
@@ -224,7 +237,14 @@ impl S3Storage {
     where
         F: Future<Output = opendal::Result<T>>,
     {
-        let call = Arc::new(CallState::new());
+        self.run_call(what, Arc::new(CallState::new()), fut)
+    }
+
+    /// [`S3Storage::run`] with the given call state ([`CallState::storing`] for uploads).
+    fn run_call<T, F>(&self, what: &str, call: Arc<CallState>, fut: F) -> StorageResult<T>
+    where
+        F: Future<Output = opendal::Result<T>>,
+    {
         let give_up = self.remote.give_up_after;
         let slack = self.remote.connect_timeout + self.remote.idle_timeout * 2 + self.max_backoff;
         let watch = call.clone();
@@ -249,7 +269,7 @@ impl S3Storage {
         match result {
             Some(Ok(v)) => Ok(v),
             Some(Err(e)) => Err(errors::map(&self.target(), self.name(what), &e, &call)),
-            None => Err(errors::unreachable(&self.target(), &call, "no answer")),
+            None => Err(errors::unreachable(&self.target(), &call, &self.name(what), "no answer")),
         }
     }
 
@@ -262,6 +282,10 @@ impl Storage for S3Storage {
     /// `s3://bucket/prefix (endpoint)`.
     fn location(&self) -> String {
         format!("{} ({})", self.url, self.endpoint)
+    }
+
+    fn transfers(&self) -> usize {
+        self.remote.concurrency.max(1)
     }
 
     /// Lists the prefix once, which proves that the bucket exists and the credentials work
@@ -347,7 +371,7 @@ impl Storage for S3Storage {
         }
         let body = bytes::Bytes::copy_from_slice(data);
         let concurrency = self.remote.concurrency.max(1);
-        self.run(&path, async {
+        self.run_call(&path, Arc::new(CallState::storing()), async {
             self.upload_op
                 .write_with(&path, body)
                 .chunk(MULTIPART_CHUNK)

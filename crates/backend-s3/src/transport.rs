@@ -25,6 +25,9 @@ use opendal::{Buffer, Error, ErrorKind, HttpBody, HttpTransport};
 /// Size of the request-body frames handed to hyper; the granularity of upload progress.
 const FRAME: usize = 64 * 1024;
 
+/// How much of an error answer's body is read to look for a full-storage code.
+const ERROR_PEEK: usize = 64 * 1024;
+
 /// Message of the error a request gets once its call has given up.
 pub(crate) const GAVE_UP: &str = "gave up: no new attempt after give_up_after";
 
@@ -36,6 +39,8 @@ tokio::task_local! {
 /// What one storage call (which may make several HTTP attempts) has seen so far.
 #[derive(Debug)]
 pub(crate) struct CallState {
+    /// The call uploads an object (messages about giving up say so).
+    pub(crate) storing: bool,
     started: Instant,
     expired: AtomicBool,
     /// Milliseconds after `started` at which a byte last moved.
@@ -45,8 +50,19 @@ pub(crate) struct CallState {
 }
 
 impl CallState {
+    /// The state of a call that reads, lists, stats or deletes.
     pub(crate) fn new() -> Self {
+        Self::with_storing(false)
+    }
+
+    /// The state of a call that uploads an object.
+    pub(crate) fn storing() -> Self {
+        Self::with_storing(true)
+    }
+
+    fn with_storing(storing: bool) -> Self {
         CallState {
+            storing,
             started: Instant::now(),
             expired: AtomicBool::new(false),
             last_progress_ms: AtomicU64::new(0),
@@ -78,7 +94,7 @@ impl CallState {
         self.started + Duration::from_millis(self.last_progress_ms.load(Ordering::Relaxed))
     }
 
-    fn record(&self, transient: bool, cause: String) {
+    pub(crate) fn record(&self, transient: bool, cause: String) {
         if let Ok(mut last) = self.last.lock() {
             *last = Some((transient, cause));
         }
@@ -157,7 +173,7 @@ impl HttpTransport for IdleTransport {
                     call.record(true, format!("HTTP {}", resp.status()))
                 }
                 Ok(_) => call.record(false, String::new()),
-                Err(e) => call.record(true, e.message().to_string()),
+                Err(e) => call.record(e.is_temporary(), e.message().to_string()),
             }
         }
         result
@@ -200,13 +216,43 @@ impl IdleTransport {
         } else {
             parse_content_length(resp.headers())?
         };
-        let mut response =
-            http::Response::builder().status(resp.status()).version(resp.version()).extension(uri);
+        let status = resp.status();
+        let mut response = http::Response::builder().status(status).version(resp.version()).extension(uri);
         if let Some(headers) = response.headers_mut() {
             std::mem::swap(headers, resp.headers_mut());
         }
-        let stream = resp
-            .bytes_stream()
+        // The start of an error answer, checked for a full storage: that failure is final,
+        // and OpenDAL would retry a 5xx until the call gives up.
+        let mut peeked = Bytes::new();
+        if status.as_u16() >= 400 && !is_head {
+            let mut head = Vec::new();
+            while head.len() < ERROR_PEEK {
+                let chunk = tokio::select! {
+                    c = resp.chunk() => c,
+                    () = progress.stalled() => return Err(stalled_error(self.idle)),
+                };
+                match chunk {
+                    Ok(Some(bytes)) => {
+                        progress.bump();
+                        head.extend_from_slice(&bytes);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        return Err(Error::new(
+                            ErrorKind::Unexpected,
+                            format!("reading the response: {}", root_cause(&e)),
+                        )
+                        .set_temporary())
+                    }
+                }
+            }
+            if let Some(why) = crate::errors::full_storage(status.as_u16(), &head) {
+                return Err(Error::new(ErrorKind::Unexpected, why));
+            }
+            peeked = Bytes::from(head);
+        }
+        let stream = futures::stream::once(std::future::ready(Ok::<Bytes, reqwest::Error>(peeked)))
+            .chain(resp.bytes_stream())
             .try_filter(|b| std::future::ready(!b.is_empty()))
             .map_ok(Buffer::from)
             .map_err(|e| {
@@ -242,9 +288,13 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string().replace('\n', " ")
 }
 
-/// Every failure to send a request or get its answer is worth retrying: connection refused
-/// or reset, connect timeout, a broken TLS handshake on a flaky link.
+/// Every failure to send a request or get its answer is worth retrying (connection refused
+/// or reset, connect timeout, a broken TLS handshake on a flaky link) except a server
+/// certificate rustls refused: no retry makes it trusted.
 fn send_error(e: reqwest::Error) -> Error {
+    if let Some(why) = crate::tls::refused_certificate(&e) {
+        return Error::new(ErrorKind::Unexpected, why);
+    }
     let what = if e.is_connect() {
         "cannot connect"
     } else if e.is_timeout() {

@@ -115,6 +115,7 @@ struct Shared {
 pub struct SftpStorage {
     shared: Shared,
     rt: tokio::runtime::Runtime,
+    transfers: usize,
 }
 
 impl std::fmt::Debug for SftpStorage {
@@ -170,6 +171,7 @@ impl SftpStorage {
         Ok(SftpStorage {
             shared: Shared { target, connector, ctx, pool, give_up_after: remote.give_up_after },
             rt,
+            transfers: remote.concurrency.max(1),
         })
     }
 
@@ -263,6 +265,10 @@ const KIND_DIRS: [&str; 5] = ["keys", "data", "index", "snapshots", "locks"];
 impl Storage for SftpStorage {
     fn location(&self) -> String {
         self.shared.target.location()
+    }
+
+    fn transfers(&self) -> usize {
+        self.transfers
     }
 
     fn create(&self) -> StorageResult<()> {

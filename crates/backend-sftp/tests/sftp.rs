@@ -15,6 +15,7 @@ fn quick() -> RemoteOptions {
         connect_timeout: Duration::from_secs(10),
         give_up_after: Duration::from_secs(20),
         concurrency: 4,
+        ..RemoteOptions::default()
     }
 }
 

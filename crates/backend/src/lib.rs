@@ -32,11 +32,13 @@
 //!   (transient errors, exponential backoff), [`layers::CountingStorage`] (calls and bytes,
 //!   for tests), [`layers::FaultStorage`] (a fault injector for whole-system tests).
 //! - [`conformance`]: the checks every backend's tests run.
+//! - [`failpoint`]: named crash points (`OFFSITE_FAILPOINT=<site>:<k>`) for crash tests.
 //! - `Arc<T>` and `Box<T>` implement [`Storage`] when `T` does, so wrappers take shared or
 //!   boxed storages (`Arc<dyn Storage>`) as well as concrete ones.
 
 pub mod conformance;
 mod error;
+pub mod failpoint;
 mod kind;
 pub mod layers;
 mod local;
@@ -47,4 +49,4 @@ pub use error::{StorageError, StorageResult};
 pub use kind::{is_object_id, validate_id, ObjectKind};
 pub use local::LocalStorage;
 pub use remote::RemoteOptions;
-pub use storage::Storage;
+pub use storage::{Storage, DEFAULT_LOCAL_TRANSFERS};

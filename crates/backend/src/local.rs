@@ -6,6 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{StorageError, StorageResult};
+use crate::failpoint;
 use crate::kind::{is_object_id, validate_id, ObjectKind};
 use crate::storage::Storage;
 
@@ -28,12 +29,19 @@ type WriteHook = fn(&Path) -> io::Result<()>;
 pub struct LocalStorage {
     root: PathBuf,
     write_hook: Option<WriteHook>,
+    transfers: usize,
 }
 
 impl LocalStorage {
     /// A storage rooted at `root`. Touches nothing; [`Storage::create`] makes the layout.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalStorage { root: root.into(), write_hook: None }
+        LocalStorage { root: root.into(), write_hook: None, transfers: crate::DEFAULT_LOCAL_TRANSFERS }
+    }
+
+    /// The same storage, answering `n` (at least 1) to [`Storage::transfers`].
+    pub fn with_transfers(mut self, n: usize) -> Self {
+        self.transfers = n.max(1);
+        self
     }
 
     /// The repository's root directory.
@@ -106,6 +114,7 @@ impl LocalStorage {
     fn publish(&self, tmp: &Path, dest: &Path) -> io::Result<()> {
         match fs::hard_link(tmp, dest) {
             Ok(()) => {
+                failpoint::hit("local.linked");
                 let _ = fs::remove_file(tmp);
                 Ok(())
             }
@@ -172,6 +181,10 @@ fn temp_name() -> String {
 impl Storage for LocalStorage {
     fn location(&self) -> String {
         self.root.display().to_string()
+    }
+
+    fn transfers(&self) -> usize {
+        self.transfers
     }
 
     fn create(&self) -> StorageResult<()> {
@@ -271,7 +284,9 @@ impl Storage for LocalStorage {
         }
         let result = result
             .map_err(|e| self.err(&dest, e))
+            .inspect(|()| failpoint::hit("local.temp_synced"))
             .and_then(|()| self.publish(&tmp, &dest).map_err(|e| self.err(&dest, e)))
+            .inspect(|()| failpoint::hit("local.published"))
             .and_then(|()| sync_dir(&dir).map_err(|e| self.err(&dir, e)));
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
@@ -282,6 +297,7 @@ impl Storage for LocalStorage {
     fn delete(&self, kind: ObjectKind, id: &str) -> StorageResult<()> {
         let path = self.checked_path(kind, id)?;
         fs::remove_file(&path).map_err(|e| self.err(&path, e))?;
+        failpoint::hit("local.removed");
         let dir = path.parent().unwrap_or(&self.root);
         sync_dir(dir).map_err(|e| self.err(dir, e))
     }

@@ -43,7 +43,19 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 
     /// Size of the object in bytes; NotFound if it does not exist.
     fn stat(&self, kind: ObjectKind, id: &str) -> StorageResult<u64>;
+
+    /// How many transfers (uploads or downloads) this storage should be given at once: the
+    /// engine runs that many uploaders while backing up and at least that many downloaders
+    /// while restoring. Remote backends answer their configured connection count (the CLI's
+    /// `--connections`); the default suits a local disk.
+    fn transfers(&self) -> usize {
+        DEFAULT_LOCAL_TRANSFERS
+    }
 }
+
+/// Parallel transfers to a local directory: two uploaders keep a disk busy while the
+/// pipeline compresses and encrypts (measured: more only add seeks; docs/PERFORMANCE.md).
+pub const DEFAULT_LOCAL_TRANSFERS: usize = 2;
 
 macro_rules! forward_storage {
     ($ty:ty) => {
@@ -70,6 +82,9 @@ macro_rules! forward_storage {
             }
             fn stat(&self, kind: ObjectKind, id: &str) -> StorageResult<u64> {
                 (**self).stat(kind, id)
+            }
+            fn transfers(&self) -> usize {
+                (**self).transfers()
             }
         }
     };

@@ -237,3 +237,113 @@ fn layers_compose_over_arc_and_box() {
     assert_eq!(counting.stats().writes, 1);
     assert_eq!(stack.location(), dir.path().display().to_string());
 }
+
+#[test]
+fn fault_loses_only_writes_of_the_chosen_kind_and_records_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = FaultStorage::new(local(&dir));
+    let plan = s.plan();
+    {
+        let mut p = plan.lock().expect("lock");
+        p.lose_writes = 1;
+        p.lose_writes_of = Some(ObjectKind::Snapshot);
+    }
+    let (pack, snap, snap2) = (id_of(b"pack"), id_of(b"snap"), id_of(b"snap2"));
+    s.write(ObjectKind::Data, &pack, b"pack").expect("pack stored");
+    s.write(ObjectKind::Snapshot, &snap, b"snap").expect("lost write looks fine");
+    s.write(ObjectKind::Snapshot, &snap2, b"snap2").expect("stored");
+    assert_eq!(s.stat(ObjectKind::Data, &pack).expect("pack is there"), 4);
+    assert!(s.stat(ObjectKind::Snapshot, &snap).expect_err("lost").is_not_found());
+    assert_eq!(s.stat(ObjectKind::Snapshot, &snap2).expect("stored"), 5);
+    assert_eq!(plan.lock().expect("lock").lost, [(ObjectKind::Snapshot, snap.clone())]);
+
+    // By size: the big pack is lost, the small one beside it stored.
+    {
+        let mut p = plan.lock().expect("lock");
+        p.lose_writes = 1;
+        p.lose_writes_of = Some(ObjectKind::Data);
+        p.lose_writes_sized = Some(10..=u64::MAX);
+    }
+    let (small, big) = (id_of(b"tree pack"), id_of(b"a much bigger data pack"));
+    s.write(ObjectKind::Data, &small, b"tree pack").expect("stored");
+    s.write(ObjectKind::Data, &big, b"a much bigger data pack").expect("lost write looks fine");
+    assert!(s.stat(ObjectKind::Data, &small).is_ok());
+    assert!(s.stat(ObjectKind::Data, &big).expect_err("lost").is_not_found());
+    assert_eq!(plan.lock().expect("lock").lost, [(ObjectKind::Snapshot, snap), (ObjectKind::Data, big)]);
+}
+
+#[test]
+fn fault_omits_listed_objects_but_still_serves_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = FaultStorage::new(local(&dir));
+    let (a, b) = (id_of(b"a"), id_of(b"b"));
+    s.write(ObjectKind::Index, &a, b"a").expect("write");
+    s.write(ObjectKind::Index, &b, b"b").expect("write");
+    s.write(ObjectKind::Snapshot, &a, b"a").expect("write");
+    s.plan().lock().expect("lock").omit.insert((ObjectKind::Index, a.clone()));
+    let listed: Vec<String> =
+        s.list(ObjectKind::Index).expect("list").into_iter().map(|(id, _)| id).collect();
+    assert_eq!(listed, [b]);
+    // Only that kind's listing is affected, and the object itself is still there.
+    assert_eq!(s.list(ObjectKind::Snapshot).expect("list"), [(a.clone(), 1)]);
+    assert_eq!(s.read(ObjectKind::Index, &a, None).expect("read"), b"a");
+}
+
+#[test]
+fn fault_phantoms_are_listed_replayably_and_are_not_found_in_the_order_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = FaultStorage::new(local(&dir));
+    let real = id_of(b"real");
+    s.write(ObjectKind::Snapshot, &real, b"real").expect("write");
+    let ids = s.plan().lock().expect("lock").add_phantoms(ObjectKind::Snapshot, 3, 42);
+    assert_eq!(ids.len(), 3);
+    assert!(ids.iter().all(|id| offsite_backend::is_object_id(id)), "{ids:?}");
+    let mut listed: Vec<String> =
+        s.list(ObjectKind::Snapshot).expect("list").into_iter().map(|(id, _)| id).collect();
+    listed.sort();
+    let mut want = ids.clone();
+    want.push(real);
+    want.sort();
+    assert_eq!(listed, want);
+    for id in &ids {
+        assert!(s.read(ObjectKind::Snapshot, id, None).expect_err("phantom").is_not_found());
+        assert!(s.stat(ObjectKind::Snapshot, id).expect_err("phantom").is_not_found());
+    }
+    assert!(s.list(ObjectKind::Index).expect("list").is_empty(), "other kinds get none");
+    // The same seed invents the same objects; another seed others.
+    // Listings come in the order asked for.
+    s.plan().lock().expect("lock").list_order = offsite_backend::layers::ListOrder::Descending;
+    let desc: Vec<String> =
+        s.list(ObjectKind::Snapshot).expect("list").into_iter().map(|(id, _)| id).collect();
+    assert_eq!(desc, want.iter().rev().cloned().collect::<Vec<_>>());
+    s.plan().lock().expect("lock").list_order = offsite_backend::layers::ListOrder::Ascending;
+    let asc: Vec<String> =
+        s.list(ObjectKind::Snapshot).expect("list").into_iter().map(|(id, _)| id).collect();
+    assert_eq!(asc, want);
+    let mut again = offsite_backend::layers::FaultPlan::default();
+    assert_eq!(again.add_phantoms(ObjectKind::Snapshot, 3, 42), ids);
+    let other = again.add_phantoms(ObjectKind::Snapshot, 3, 43);
+    assert!(other.iter().all(|id| !ids.contains(id)));
+}
+
+#[test]
+fn fault_swap_serves_each_object_under_the_others_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = FaultStorage::new(local(&dir));
+    let (one, two): (&[u8], &[u8]) = (b"first pack", b"second, longer pack");
+    let (a, b) = (id_of(one), id_of(two));
+    s.write(ObjectKind::Data, &a, one).expect("write");
+    s.write(ObjectKind::Data, &b, two).expect("write");
+    s.plan().lock().expect("lock").swap(ObjectKind::Data, &a, &b);
+    assert_eq!(s.read(ObjectKind::Data, &a, None).expect("read"), two);
+    assert_eq!(s.read(ObjectKind::Data, &b, Some((6, 4))).expect("range"), b"pack");
+    assert_eq!(s.stat(ObjectKind::Data, &a).expect("stat"), two.len() as u64);
+    let mut listed = s.list(ObjectKind::Data).expect("list");
+    listed.sort();
+    let mut want = vec![(a.clone(), two.len() as u64), (b.clone(), one.len() as u64)];
+    want.sort();
+    assert_eq!(listed, want);
+    // The stored objects are untouched.
+    s.plan().lock().expect("lock").substitute.clear();
+    assert_eq!(s.read(ObjectKind::Data, &a, None).expect("read"), one);
+}

@@ -63,6 +63,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
 
+    /// Parallel transfers to the repository: uploads while backing up, downloads while
+    /// restoring [default: 4 for remote repositories, 2 for a local path]
+    #[arg(long, global = true, env = "OFFSITE_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub connections: Option<u16>,
+
     /// SSH private key for sftp:// repositories (default: ~/.ssh keys, then the agent)
     #[arg(long, global = true, env = "OFFSITE_SSH_IDENTITY", value_name = "FILE")]
     pub ssh_identity: Option<PathBuf>,
@@ -74,6 +79,11 @@ pub struct GlobalArgs {
     /// S3 endpoint URL for s3:// repositories (default: AWS; path-style addressing when set)
     #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL")]
     pub s3_endpoint: Option<String>,
+
+    /// Trust the root certificates in this PEM file, instead of the system's, for
+    /// rest:https:// repositories and https S3 endpoints (a server with a private CA)
+    #[arg(long, global = true, env = "OFFSITE_CACERT", value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
 
     /// Remote storage: give up on a transfer after this long without a byte moving [default: 60s]
     #[arg(long, global = true, env = "OFFSITE_IDLE_TIMEOUT", value_name = "DURATION")]

@@ -1,6 +1,7 @@
 //! Turning an error chain into the one line the user sees, with the hint that tells them what
 //! to do. Library errors already name the object; this adds the sentence.
 
+use offsite_backend::StorageError;
 use offsite_repo::RepoError;
 
 /// Whether the error (anywhere in its chain) is a closed stdout: not a failure.
@@ -33,6 +34,9 @@ pub fn render(err: &anyhow::Error) -> String {
                 format!("{line}: {hinted}")
             };
         }
+    }
+    if err.chain().any(|c| matches!(c.downcast_ref::<StorageError>(), Some(StorageError::NoSpace { .. }))) {
+        line.push_str(": free space on the storage (or raise its quota), then run the command again");
     }
     line.replace('\n', " ")
 }
@@ -76,6 +80,17 @@ mod tests {
         );
         let err = anyhow::Error::new(RepoError::WrongPassphrase { location: "/r".into() });
         assert!(render(&err).ends_with("; check OFFSITE_PASSWORD/--password-file"));
+    }
+
+    #[test]
+    fn a_full_storage_says_what_to_do() {
+        let full = StorageError::NoSpace { what: "sftp://u@h/r/data/ab/abcd".into() };
+        let err = anyhow::Error::new(RepoError::from(full)).context("backing up");
+        assert_eq!(
+            render(&err),
+            "backing up: no space left on storage while writing sftp://u@h/r/data/ab/abcd: free space on \
+             the storage (or raise its quota), then run the command again"
+        );
     }
 
     #[test]

@@ -32,9 +32,12 @@ pub struct Invocation {
     pub cache: CacheSetting,
     /// Worker threads (0 = one per core).
     pub threads: usize,
+    /// Parallel transfers (`--connections`), when given.
+    pub connections: Option<usize>,
     /// Test-only cheap key derivation for new keys.
     pub insecure_fast_kdf: bool,
-    /// Remote storage settings (`--idle-timeout`, `--connect-timeout`, `--give-up-after`).
+    /// Remote storage settings (`--idle-timeout`, `--connect-timeout`, `--give-up-after`,
+    /// `--connections`, `--cacert`).
     pub remote: Result<RemoteOptions, String>,
     /// SSH key for sftp:// (`--ssh-identity`, `OFFSITE_SSH_IDENTITY`).
     pub ssh_identity: Option<PathBuf>,
@@ -69,7 +72,10 @@ impl std::fmt::Debug for S3Settings {
 }
 
 fn remote_options(g: &GlobalArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<RemoteOptions, String> {
-    let mut o = RemoteOptions::default();
+    let mut o = RemoteOptions { ca_cert: g.cacert.clone(), ..RemoteOptions::default() };
+    if let Some(n) = g.connections {
+        o.concurrency = usize::from(n);
+    }
     let pick = |flag: &Option<String>, var: &str| flag.clone().or_else(|| env(var));
     for (value, name, slot) in [
         (pick(&g.idle_timeout, "OFFSITE_IDLE_TIMEOUT"), "--idle-timeout", &mut o.idle_timeout),
@@ -122,6 +128,7 @@ pub fn resolve_with(g: &GlobalArgs, env: &dyn Fn(&str) -> Option<String>) -> Inv
         verbose: g.verbose,
         cache,
         threads: g.threads.unwrap_or(0),
+        connections: g.connections.map(usize::from),
         insecure_fast_kdf: g.insecure_fast_kdf,
         remote: remote_options(g, env),
         ssh_identity: g.ssh_identity.clone(),
@@ -216,7 +223,11 @@ pub fn open_storage(inv: &Invocation) -> Result<Arc<dyn Storage>> {
     Ok(match parse_location(location)? {
         Location::Local(path) => {
             let path = std::path::absolute(&path).unwrap_or(path);
-            Arc::new(LocalStorage::new(path))
+            let storage = LocalStorage::new(path);
+            Arc::new(match inv.connections {
+                Some(n) => storage.with_transfers(n),
+                None => storage,
+            })
         }
         Location::Sftp(url) => {
             let opts = offsite_backend_sftp::SftpOptions {
@@ -281,6 +292,30 @@ mod tests {
         let none = env_of(&[]);
         assert!(matches!(resolve_with(&global(&["--no-cache"]), &none).cache, CacheSetting::Disabled));
         assert!(matches!(resolve_with(&global(&["--cache-dir", "/c"]), &none).cache, CacheSetting::Dir(_)));
+    }
+
+    #[test]
+    fn connections_set_remote_concurrency_and_local_transfers() {
+        let none = env_of(&[]);
+        let inv = resolve_with(&global(&["--connections", "7", "--repo", "/srv/r"]), &none);
+        assert_eq!(inv.remote.as_ref().expect("valid").concurrency, 7);
+        assert_eq!(open_storage(&inv).expect("local").transfers(), 7);
+        let inv = resolve_with(&global(&["--repo", "/srv/r"]), &none);
+        assert_eq!(inv.remote.as_ref().expect("valid").concurrency, RemoteOptions::default().concurrency);
+        assert_eq!(open_storage(&inv).expect("local").transfers(), offsite_backend::DEFAULT_LOCAL_TRANSFERS);
+        let mut v = vec!["offsite", "--connections", "0", "init"];
+        assert!(crate::args::Cli::try_parse_from(&v).is_err(), "0 connections accepted");
+        v[2] = "257";
+        assert!(crate::args::Cli::try_parse_from(&v).is_err(), "257 connections accepted");
+    }
+
+    #[test]
+    fn cacert_reaches_the_remote_options() {
+        let none = env_of(&[]);
+        let inv = resolve_with(&global(&["--cacert", "/etc/offsite/ca.pem"]), &none);
+        let remote = inv.remote.expect("valid");
+        assert_eq!(remote.ca_cert.as_deref(), Some(std::path::Path::new("/etc/offsite/ca.pem")));
+        assert_eq!(resolve_with(&global(&[]), &none).remote.expect("valid").ca_cert, None);
     }
 
     #[test]

@@ -106,6 +106,43 @@ fn unchanged_second_backup_reads_nothing_and_adds_almost_nothing() {
     assert!(added < 4096, "unchanged backup added {added} bytes (just the snapshot)");
 }
 
+/// The files cache keeps a file's xattrs so an unchanged file is not even listed for them;
+/// an xattr set since (which moves the ctime, not the mtime) must still reach the snapshot.
+#[test]
+fn an_xattr_change_alone_reaches_the_next_snapshot() {
+    let env = Env::small();
+    let f = env.src().join("file");
+    std::fs::write(&f, b"content that does not change").unwrap();
+    if xattr::set(&f, "user.probe", b"1").is_err() {
+        println!("note: no user xattrs on this filesystem; test skipped");
+        return;
+    }
+    let xattrs_in = |snap: &offsite_format::Snapshot| {
+        let repo = env.repo();
+        let index = Arc::new(offsite_repo::Index::load(&**repo.storage(), repo.keys()).unwrap());
+        let reader = offsite_repo::BlobReader::new(repo, index).unwrap();
+        let path = std::os::unix::ffi::OsStrExt::as_bytes(f.as_os_str());
+        let node = offsite_engine::find_node(&reader, snap, path).unwrap();
+        node.xattrs.iter().map(|x| (x.name.0.clone(), x.value.0.clone())).collect::<Vec<_>>()
+    };
+    let first = backup(env.repo(), &env.opts(), &NullReporter).unwrap();
+    assert_eq!(xattrs_in(&first.snapshot), vec![(b"user.probe".to_vec(), b"1".to_vec())]);
+    // Unchanged: served from the cache, xattrs included.
+    let second = backup(env.repo(), &env.opts(), &NullReporter).unwrap();
+    assert_eq!(second.snapshot.summary.files_unchanged, 1);
+    assert_eq!(xattrs_in(&second.snapshot), vec![(b"user.probe".to_vec(), b"1".to_vec())]);
+    let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
+    xattr::set(&f, "user.probe", b"2").unwrap();
+    xattr::set(&f, "user.added", b"new").unwrap();
+    assert_eq!(std::fs::metadata(&f).unwrap().modified().unwrap(), mtime, "mtime must not move");
+    let third = backup(env.repo(), &env.opts(), &NullReporter).unwrap();
+    assert_eq!(third.snapshot.summary.files_unchanged, 0, "a ctime change is not a cache hit");
+    assert_eq!(
+        xattrs_in(&third.snapshot),
+        vec![(b"user.added".to_vec(), b"new".to_vec()), (b"user.probe".to_vec(), b"2".to_vec())]
+    );
+}
+
 #[test]
 fn insertion_near_start_restores_only_nearby_chunks() {
     let env = Env::small();

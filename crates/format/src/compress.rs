@@ -91,16 +91,30 @@ pub fn compress_record(json: &[u8]) -> Vec<u8> {
     zstd::bulk::compress(json, 3).unwrap_or_else(|_| json.to_vec())
 }
 
-/// Decompress a record, refusing output above [`MAX_PLAINTEXT`].
+/// Decompress a record, refusing output above [`MAX_PLAINTEXT`] without ever holding more than
+/// the record's real size: a frame that declares its content size is checked before anything
+/// is decoded; one that does not is first decoded into nothing to learn its size. (A record is
+/// authentic once it gets here, but a backup-only key can write index objects and snapshots,
+/// so one may still be a zstd bomb.)
 pub fn decompress_record(body: &[u8]) -> Result<Vec<u8>, FormatError> {
-    let dec = zstd::stream::read::Decoder::new(body)
-        .map_err(|_| FormatError::Malformed("record is not a zstd frame"))?;
-    let mut out = Vec::new();
-    dec.take(MAX_PLAINTEXT as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|_| FormatError::Malformed("record is not a valid zstd frame"))?;
-    if out.len() > MAX_PLAINTEXT {
+    let limit = MAX_PLAINTEXT as u64;
+    let decoder = || {
+        zstd::stream::read::Decoder::new(body)
+            .map_err(|_| FormatError::Malformed("record is not a zstd frame"))
+    };
+    let invalid = |_| FormatError::Malformed("record is not a valid zstd frame");
+    let size = match zstd::zstd_safe::get_frame_content_size(body) {
+        Ok(Some(n)) => n,
+        Ok(None) => std::io::copy(&mut decoder()?.take(limit + 1), &mut std::io::sink()).map_err(invalid)?,
+        Err(_) => return Err(FormatError::Malformed("record is not a zstd frame")),
+    };
+    if size > limit {
         return Err(FormatError::TooLarge { limit: MAX_PLAINTEXT });
+    }
+    let mut out = Vec::new();
+    decoder()?.take(size + 1).read_to_end(&mut out).map_err(invalid)?;
+    if out.len() as u64 != size {
+        return Err(FormatError::Malformed("record frame size differs from its declared size"));
     }
     Ok(out)
 }

@@ -1,16 +1,34 @@
 //! The in-memory index: blob id -> pack and position. Loaded from every `index/` object.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use offsite_backend::{ObjectKind, Storage};
 use offsite_crypto::KeySet;
-use offsite_format::{open_record, BlobId, IndexFile, PackEntry, PackId, RecordType};
+use offsite_format::{open_record, BlobId, IndexFile, IndexPack, PackEntry, PackId, RecordType};
 use parking_lot::RwLock;
 use rayon::prelude::*;
 
 use crate::error::{RepoError, RepoResult};
 use crate::repository::read_verified;
+
+/// Every pack named by an index object, split into those the storage lists and those it does
+/// not (in index listing order).
+fn load_split(storage: &dyn Storage, keys: &KeySet) -> RepoResult<(Vec<IndexPack>, Vec<IndexPack>)> {
+    let ids = storage.list(ObjectKind::Index)?;
+    let files: Vec<IndexFile> = ids
+        .par_iter()
+        .map(|(id, _)| {
+            let bytes = read_verified(storage, ObjectKind::Index, id)?;
+            let object = format!("index/{}", &id[..8]);
+            open_record(RecordType::Index, keys, &bytes).map_err(|e| RepoError::corrupt(&object, e))
+        })
+        .collect::<RepoResult<_>>()?;
+    // Listed after the index objects were read: a pack is stored before any index names it,
+    // so a pack named above and not listed now is gone, not still on its way.
+    let stored: HashSet<String> = storage.list(ObjectKind::Data)?.into_iter().map(|(id, _)| id).collect();
+    Ok(files.into_iter().flat_map(|f| f.packs).partition(|p| stored.contains(&p.id.to_hex())))
+}
 
 /// Blob ids are keyed hashes, already uniform: their first 8 bytes are the hash.
 #[derive(Default)]
@@ -68,29 +86,30 @@ impl std::fmt::Debug for Index {
 }
 
 impl Index {
-    /// Read and merge every index object (in parallel).
+    /// Read and merge every index object (in parallel). A blob stored in several packs is
+    /// located in one the storage lists, if any: a copy in a pack that was lost or deleted is
+    /// used only when there is no other, so reading it names the missing pack.
     pub fn load(storage: &dyn Storage, keys: &KeySet) -> RepoResult<Index> {
-        let ids = storage.list(ObjectKind::Index)?;
-        let files: Vec<IndexFile> = ids
-            .par_iter()
-            .map(|(id, _)| {
-                let bytes = read_verified(storage, ObjectKind::Index, id)?;
-                let object = format!("index/{}", &id[..8]);
-                open_record(RecordType::Index, keys, &bytes).map_err(|e| RepoError::corrupt(&object, e))
-            })
-            .collect::<RepoResult<_>>()?;
+        let (present, missing) = load_split(storage, keys)?;
         let index = Index::default();
-        for f in files {
-            index.add_file(&f);
+        for p in present.iter().chain(&missing) {
+            index.add_pack(PackInfo { id: p.id, eph: p.eph, size: p.size }, &p.blobs);
         }
         Ok(index)
     }
 
-    /// Merge one index object's packs.
-    fn add_file(&self, f: &IndexFile) {
-        for p in &f.packs {
-            self.add_pack(PackInfo { id: p.id, eph: p.eph, size: p.size }, &p.blobs);
+    /// Like [`Index::load`], but leaves out every pack the storage does not list, and returns
+    /// those packs (sorted). A writer uses it so that a pack that was lost (a write the storage
+    /// acknowledged and dropped) or deleted is stored again instead of deduplicated against;
+    /// the files cache then reads the files it held again, as their blobs are not indexed.
+    pub fn load_present(storage: &dyn Storage, keys: &KeySet) -> RepoResult<(Index, Vec<PackId>)> {
+        let (present, missing) = load_split(storage, keys)?;
+        let index = Index::default();
+        for p in &present {
+            index.add_pack(PackInfo { id: p.id, eph: p.eph, size: p.size }, &p.blobs);
         }
+        let missing: BTreeSet<PackId> = missing.iter().map(|p| p.id).collect();
+        Ok((index, missing.into_iter().collect()))
     }
 
     /// Add a pack and its blobs (a blob already known keeps its first location).

@@ -26,7 +26,7 @@ mod writer;
 pub use cache::{read_optional, write_atomic, CacheSetting};
 pub use error::{RepoError, RepoResult};
 pub use index::{BlobLocation, Index, PackInfo};
-pub use reader::{BlobReader, READ_ALIGN};
+pub use reader::{read_range, BlobReader, READ_ALIGN};
 pub use repository::{InitOptions, KeyInfo, Repository};
 pub use select::{parse_selector, select, snapshot_time, Selector, SnapshotFilter};
 pub use snapshots::SnapshotSet;

@@ -14,6 +14,24 @@ use crate::repository::Repository;
 /// Range reads are widened to this alignment so no request length equals one blob's length.
 pub const READ_ALIGN: u64 = 4096;
 
+/// The range `(from, to)` to request for bytes `[start, end)` of a pack of `size` bytes:
+/// widened to [`READ_ALIGN`] boundaries (never past the pack's end), and never `[start, end)`
+/// itself. A blob whose offset and length are both multiples of the alignment (the first blob
+/// of a pack is at offset 0) would otherwise be read exactly, its length plain to the storage;
+/// then one more block is read. Blobs never reach a pack's end (the header follows them).
+pub fn read_range(start: u64, end: u64, size: u64) -> (u64, u64) {
+    let mut from = start - start % READ_ALIGN;
+    let mut to = end.div_ceil(READ_ALIGN).saturating_mul(READ_ALIGN).min(size).max(end);
+    if from == start && to == end {
+        if to < size {
+            to = to.saturating_add(READ_ALIGN).min(size);
+        } else {
+            from = from.saturating_sub(READ_ALIGN);
+        }
+    }
+    (from, to)
+}
+
 /// Tree packs at most this large are fetched whole and kept (see [`BlobReader::tree`]).
 pub const TREE_PACK_CACHE_MAX: u64 = 16 * 1024 * 1024;
 /// Bytes of tree packs kept in memory at most; the cache is emptied when it would exceed this.
@@ -96,8 +114,7 @@ impl BlobReader {
         let loc = self.locate(id, by)?;
         let info = self.index.pack(loc.pack);
         let (off, len) = (u64::from(loc.entry.offset), u64::from(loc.entry.length));
-        let start = off - off % READ_ALIGN;
-        let end = (off + len).div_ceil(READ_ALIGN).saturating_mul(READ_ALIGN).min(info.size).max(off + len);
+        let (start, end) = read_range(off, off + len, info.size);
         let bytes =
             self.repo.storage().read(ObjectKind::Data, &info.id.to_hex(), Some((start, end - start)))?;
         let from = (off - start) as usize;
@@ -159,5 +176,28 @@ impl BlobReader {
                 offsite_format::FormatError::Json(e.to_string()),
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_aligned_and_never_exactly_the_bytes_asked_for() {
+        // Unaligned: widened to the boundaries around it.
+        assert_eq!(read_range(100, 5000, 1 << 20), (0, 8192));
+        // Clipped at the pack's end.
+        assert_eq!(read_range(4100, 9000, 10_000), (4096, 10_000));
+        // Already aligned (a first blob of 8 KiB): one more block, so not exactly the blob.
+        assert_eq!(read_range(0, 8192, 1 << 20), (0, 12_288));
+        assert_eq!(read_range(4096, 8192, 10_000), (4096, 10_000));
+        // Aligned and reaching the end (not a blob): one block earlier instead.
+        assert_eq!(read_range(8192, 12_288, 12_288), (4096, 12_288));
+        for (start, end, size) in [(0, 17, 20_000), (4096, 8192, 8193), (123, 4096, 4097), (0, 4096, 4096)] {
+            let (from, to) = read_range(start, end, size);
+            assert!(from <= start && to >= end && to <= size, "{start}..{end} of {size}");
+            assert!((from, to) != (start, end) || (start, end) == (0, size), "{start}..{end} of {size}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use offsite_backend::{ObjectKind, Storage, StorageError};
+use offsite_backend::{failpoint, ObjectKind, Storage, StorageError};
 use offsite_crypto::{KdfParams, KeyKind, KeySet};
 use offsite_format::{
     create_keyfile, open_record, parse_keyfile, peek, seal_record, storage_id, unlock_keyfile, ChunkerSizes,
@@ -95,10 +95,15 @@ impl Repository {
             Err(StorageError::AlreadyExists { .. }) => return Err(RepoError::AlreadyExists { location }),
             r => r?,
         }
-        let keys = KeySet::generate();
+        failpoint::hit("init.layout_created");
+        // An init interrupted after writing its key is finished with that key.
+        let (keys, id, leftover) = match interrupted_init_key(&*storage, passphrase)? {
+            Some((key_id, keys, id)) => (keys, id, Some(key_id)),
+            None => (KeySet::generate(), RepoId(offsite_crypto::random_bytes()), None),
+        };
         let config = Config {
             version: FORMAT_VERSION,
-            id: RepoId(offsite_crypto::random_bytes()),
+            id,
             created: now_rfc3339(),
             chunker: opts.chunker,
             compression: opts.compression,
@@ -106,8 +111,12 @@ impl Repository {
         };
         // Key first, config last: a repository exists only once its config does, and then it
         // can always be opened.
-        let key_id = write_key(&*storage, &keys, config.id, passphrase, &opts.kdf)?;
+        let key_id = match leftover {
+            Some(key_id) => key_id,
+            None => write_key(&*storage, &keys, config.id, passphrase, &opts.kdf)?,
+        };
         storage.write(ObjectKind::Config, "", &seal_record(RecordType::Config, &keys, &config))?;
+        failpoint::hit("init.config_written");
         let cache = cache.base().map(|b| b.join(config.id.to_hex()));
         Ok(Repository { storage, config, keys, key_id, cache })
     }
@@ -231,6 +240,7 @@ impl Repository {
             return Err(RepoError::Other("refusing to remove the last full key".into()));
         }
         self.storage.delete(ObjectKind::Key, &k.id.to_hex())?;
+        failpoint::hit("key.removed");
         Ok(k.id)
     }
 
@@ -239,6 +249,7 @@ impl Repository {
         let keys = copy_keys(&self.keys)?;
         let id = write_key(&*self.storage, &keys, self.config.id, new, kdf)?;
         self.storage.delete(ObjectKind::Key, &self.key_id.to_hex())?;
+        failpoint::hit("key.old_removed");
         self.key_id = id;
         Ok(id)
     }
@@ -260,7 +271,44 @@ fn write_key(
         create_keyfile(keys, repo, pass, kdf, &now_rfc3339()).map_err(|e| RepoError::Other(e.to_string()))?;
     let id = KeyId(storage_id(&bytes));
     storage.write(ObjectKind::Key, &id.to_hex(), &bytes)?;
+    failpoint::hit("key.written");
     Ok(id)
+}
+
+/// The key left by an `init` interrupted after writing its key and before writing the config.
+///
+/// With no key files, `None`. With exactly one, a full key that `pass` opens, and no data, index
+/// or snapshot object, that key (its id, keys and repository id), so init finishes with it
+/// instead of adding a second key that opens no config. Anything else is refused, naming the
+/// key files: they may belong to a repository whose config was lost, so nothing is deleted.
+fn interrupted_init_key(storage: &dyn Storage, pass: &[u8]) -> RepoResult<Option<(KeyId, KeySet, RepoId)>> {
+    let keys = storage.list(ObjectKind::Key)?;
+    let Some((id, _)) = keys.first() else { return Ok(None) };
+    let refuse = |why: &str| {
+        let names: Vec<&str> = keys.iter().map(|(id, _)| &id[..8]).collect();
+        RepoError::Other(format!(
+            "{} has no config but holds key files ({why}): keys/{}: if an interrupted init left \
+             them, delete them and run init again; if a repository lost its config, keep them",
+            storage.location(),
+            names.join(", keys/")
+        ))
+    };
+    for kind in [ObjectKind::Data, ObjectKind::Index, ObjectKind::Snapshot] {
+        if !storage.list(kind)?.is_empty() {
+            return Err(refuse(&format!("and {} objects", kind.dir_name())));
+        }
+    }
+    if keys.len() > 1 {
+        return Err(refuse("more than one"));
+    }
+    let bytes = read_verified(storage, ObjectKind::Key, id)?;
+    let kid = KeyId::from_hex(id).map_err(|e| RepoError::corrupt(format!("keys/{id}"), e))?;
+    match unlock_keyfile(&bytes, pass) {
+        Ok((kf, keys)) if keys.kind() == KeyKind::Full => Ok(Some((kid, keys, kf.repository))),
+        Ok(_) => Err(refuse("a backup-only key")),
+        Err(FormatError::WrongPassphrase) => Err(refuse("this passphrase opens none")),
+        Err(e) => Err(RepoError::corrupt(format!("keys/{}", kid.short()), e)),
+    }
 }
 
 fn find_key(storage: &dyn Storage, pass: &[u8], cache: &CacheSetting) -> RepoResult<(KeyId, KeySet, RepoId)> {
@@ -303,6 +351,59 @@ fn find_key(storage: &dyn Storage, pass: &[u8], cache: &CacheSetting) -> RepoRes
     match damaged {
         // Every key file is damaged: say so rather than blame the passphrase.
         Some(e) if readable == 0 => Err(e),
-        _ => Err(RepoError::WrongPassphrase { location: storage.location() }),
+        // Some key file is damaged and no other opened: the passphrase may be right and its
+        // key file the damaged one, so name that too.
+        Some(e) => Err(RepoError::Other(format!(
+            "wrong passphrase for repository {}, or its key file is damaged ({e})",
+            storage.location()
+        ))),
+        None => Err(RepoError::WrongPassphrase { location: storage.location() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use offsite_backend::LocalStorage;
+
+    /// A location as an `init` killed after writing its key leaves it: layout and key, no config.
+    fn interrupted_init(pass: &[u8]) -> (tempfile::TempDir, Arc<dyn Storage>, KeyId) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path().join("repo")));
+        storage.create().expect("create");
+        let keys = KeySet::generate();
+        let id = write_key(
+            &*storage,
+            &keys,
+            RepoId(offsite_crypto::random_bytes()),
+            pass,
+            &KdfParams::for_tests(),
+        )
+        .expect("write key");
+        (dir, storage, id)
+    }
+
+    #[test]
+    fn init_after_an_init_interrupted_past_its_key_adopts_that_key() {
+        let (_dir, storage, key) = interrupted_init(b"pw");
+        let opts = InitOptions { kdf: KdfParams::for_tests(), ..Default::default() };
+        let repo = Repository::init(storage.clone(), b"pw", &opts, &CacheSetting::Disabled).expect("init");
+        assert_eq!(repo.key_id(), key);
+        assert_eq!(storage.list(ObjectKind::Key).expect("list").len(), 1, "no second key");
+        let opened = Repository::open(storage, b"pw", &CacheSetting::Disabled).expect("open");
+        assert_eq!(opened.config().id, repo.config().id);
+    }
+
+    #[test]
+    fn init_over_key_files_it_cannot_adopt_names_them_and_writes_nothing() {
+        let (_dir, storage, key) = interrupted_init(b"pw");
+        let opts = InitOptions { kdf: KdfParams::for_tests(), ..Default::default() };
+        let err =
+            Repository::init(storage.clone(), b"other", &opts, &CacheSetting::Disabled).expect_err("refused");
+        let msg = err.to_string();
+        assert!(msg.contains("has no config but holds key files"), "{msg}");
+        assert!(msg.contains(&format!("keys/{}", key.short())), "{msg}");
+        assert!(storage.stat(ObjectKind::Config, "").expect_err("no config").is_not_found());
+        assert_eq!(storage.list(ObjectKind::Key).expect("list").len(), 1);
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use offsite_backend::ObjectKind;
+use offsite_backend::{failpoint, ObjectKind};
 use offsite_format::{
     open_record, peek, seal_record, storage_id, ForgetRecord, RecordType, Snapshot, SnapshotId,
 };
@@ -136,6 +136,7 @@ impl Repository {
         let bytes = seal_record(RecordType::Snapshot, self.keys(), snap);
         let id = SnapshotId(storage_id(&bytes));
         self.storage().write(ObjectKind::Snapshot, &id.to_hex(), &bytes)?;
+        failpoint::hit("snapshot.written");
         if let Some(path) = self.tips_path() {
             let mut ids: BTreeSet<SnapshotId> = BTreeSet::new();
             if let Some(b) = read_optional(&path)? {

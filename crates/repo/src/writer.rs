@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use offsite_backend::ObjectKind;
+use offsite_backend::{failpoint, ObjectKind};
 use offsite_format::{
     compress_payload, seal_record, storage_id, BlobId, BlobType, FinishedPack, IndexFile, IndexId, IndexPack,
     PackBuilder, RecordType,
@@ -22,7 +22,7 @@ use crate::repository::Repository;
 /// How the writer behaves.
 #[derive(Clone, Debug)]
 pub struct WriterOptions {
-    /// parallel uploads
+    /// parallel uploads (0 = what the storage asks for, [`offsite_backend::Storage::transfers`])
     pub uploaders: usize,
     /// write an index checkpoint after this many packs
     pub checkpoint_packs: usize,
@@ -32,7 +32,7 @@ pub struct WriterOptions {
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        Self { uploaders: 2, checkpoint_packs: 8, dry_run: false }
+        Self { uploaders: 0, checkpoint_packs: 8, dry_run: false }
     }
 }
 
@@ -85,7 +85,7 @@ fn slot(ty: BlobType) -> usize {
 impl BlobWriter {
     /// Start a writer (and its upload threads) over an open repository and its loaded index.
     pub fn new(repo: Arc<Repository>, index: Arc<Index>, opts: WriterOptions) -> BlobWriter {
-        let uploaders = opts.uploaders.max(1);
+        let uploaders = if opts.uploaders == 0 { repo.storage().transfers() } else { opts.uploaders }.max(1);
         let shared = Arc::new(Shared {
             repo,
             index,
@@ -221,6 +221,7 @@ fn upload(s: &Shared, pack: FinishedPack) -> RepoResult<()> {
         Err(e) if !matches!(e, offsite_backend::StorageError::AlreadyExists { .. }) => return Err(e.into()),
         _ => {}
     }
+    failpoint::hit("writer.pack_stored");
     let size = pack.bytes.len() as u64;
     s.stats.stored_bytes.fetch_add(size, Ordering::Relaxed);
     s.stats.packs.fetch_add(1, Ordering::Relaxed);
@@ -245,6 +246,7 @@ fn write_checkpoint(s: &Shared) -> RepoResult<()> {
     let bytes = seal_record(RecordType::Index, s.repo.keys(), &IndexFile { packs, supersedes: vec![] });
     let id = IndexId(storage_id(&bytes));
     s.repo.storage().write(ObjectKind::Index, &id.to_hex(), &bytes)?;
+    failpoint::hit("writer.checkpoint_written");
     s.stats.stored_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     Ok(())
 }

@@ -15,7 +15,7 @@
 //! compare(src, restored).unwrap();
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
@@ -366,14 +366,17 @@ pub fn compare(expected: &Path, actual: &Path) -> Result<(), String> {
     };
     let names_e = listing(expected).map_err(|e| format!("cannot list {}: {e}", expected.display()))?;
     let names_a = listing(actual).map_err(|e| format!("cannot list {}: {e}", actual.display()))?;
+    let (set_e, set_a): (HashSet<&PathBuf>, HashSet<&PathBuf>) =
+        (names_e.iter().collect(), names_a.iter().collect());
     if names_e != names_a {
-        let missing: Vec<_> = names_e.iter().filter(|n| !names_a.contains(n)).take(5).collect();
-        let extra: Vec<_> = names_a.iter().filter(|n| !names_e.contains(n)).take(5).collect();
+        let missing: Vec<_> = names_e.iter().filter(|n| !set_a.contains(n)).take(5).collect();
+        let extra: Vec<_> = names_a.iter().filter(|n| !set_e.contains(n)).take(5).collect();
         add(format!("different entries: missing {missing:?}, extra {extra:?}"));
     }
     let mut inode_map: HashMap<u64, u64> = HashMap::new();
     let mut inode_back: HashMap<u64, u64> = HashMap::new();
-    for rel in std::iter::once(PathBuf::new()).chain(names_e.into_iter().filter(|n| names_a.contains(n))) {
+    let common: Vec<PathBuf> = names_e.iter().filter(|n| set_a.contains(n)).cloned().collect();
+    for rel in std::iter::once(PathBuf::new()).chain(common) {
         let (pe, pa) = (expected.join(&rel), actual.join(&rel));
         let what = if rel.as_os_str().is_empty() { ".".to_string() } else { rel.display().to_string() };
         let (me, ma) = match (fs::symlink_metadata(&pe), fs::symlink_metadata(&pa)) {

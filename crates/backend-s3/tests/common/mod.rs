@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -131,6 +133,7 @@ pub fn patient() -> RemoteOptions {
         connect_timeout: Duration::from_secs(5),
         give_up_after: Duration::from_secs(60),
         concurrency: 4,
+        ..RemoteOptions::default()
     }
 }
 
@@ -141,5 +144,6 @@ pub fn impatient() -> RemoteOptions {
         connect_timeout: Duration::from_secs(2),
         give_up_after: Duration::from_secs(6),
         concurrency: 2,
+        ..RemoteOptions::default()
     }
 }

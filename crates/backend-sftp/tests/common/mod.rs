@@ -184,6 +184,7 @@ pub fn short_timeouts() -> RemoteOptions {
         connect_timeout: Duration::from_secs(2),
         give_up_after: Duration::from_secs(6),
         concurrency: 4,
+        ..RemoteOptions::default()
     }
 }
 

@@ -87,6 +87,10 @@ impl<S: Storage> Storage for CountingStorage<S> {
         self.inner.location()
     }
 
+    fn transfers(&self) -> usize {
+        self.inner.transfers()
+    }
+
     fn create(&self) -> StorageResult<()> {
         self.inner.create()
     }

@@ -6,5 +6,5 @@ mod fault;
 mod retry;
 
 pub use counting::{CountingStorage, StorageStats};
-pub use fault::{FaultPlan, FaultStorage, InjectedError};
+pub use fault::{FaultPlan, FaultStorage, InjectedError, ListOrder, ObjectName};
 pub use retry::{RetryPolicy, RetryStorage};

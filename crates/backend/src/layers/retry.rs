@@ -108,6 +108,10 @@ impl<S: Storage> Storage for RetryStorage<S> {
         self.inner.location()
     }
 
+    fn transfers(&self) -> usize {
+        self.inner.transfers()
+    }
+
     fn create(&self) -> StorageResult<()> {
         self.run(|_| self.inner.create())
     }

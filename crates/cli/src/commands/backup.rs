@@ -33,6 +33,7 @@ pub fn run(inv: &Invocation, out: Output, a: BackupArgs) -> Result<Status> {
         exclude_larger_than,
         tags: a.tags,
         host: a.host,
+        user: None,
         dry_run: a.dry_run,
         threads: inv.threads,
         force: a.force,

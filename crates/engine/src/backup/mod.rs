@@ -43,6 +43,8 @@ pub struct BackupOptions {
     pub tags: Vec<String>,
     /// host name to record (default: this machine's)
     pub host: Option<String>,
+    /// user name to record (default: the user running the backup)
+    pub user: Option<String>,
     /// report itemized changes, store nothing
     pub dry_run: bool,
     /// worker threads (0 = number of cores)
@@ -76,11 +78,25 @@ pub fn backup(
     let started = Instant::now();
     let time = jiff::Timestamp::now();
     let paths = normalize_paths(&opts.paths)?;
-    let set = repo.snapshot_set()?;
-    let index = Arc::new(Index::load(&**repo.storage(), repo.keys())?);
+    // The files cache is local and needs no key: decode it while the snapshots and the index
+    // come from storage.
+    let (cache, set, index) = std::thread::scope(|scope| {
+        let cache = scope.spawn(|| FilesCache::load(repo.cache_dir()));
+        let set = repo.snapshot_set();
+        let index = Index::load_present(&**repo.storage(), repo.keys());
+        (cache.join().unwrap_or_default(), set, index)
+    });
+    let (set, (index, lost)) = (set?, index?);
+    // Never deduplicate against a pack that is gone: its blobs are stored again.
+    for pack in lost {
+        reporter.report(Event::Warning {
+            path: format!("data/{}", pack.short()),
+            message: "pack named by the index is missing from the storage (lost or deleted); what it held is stored again".into(),
+        });
+    }
+    let index = Arc::new(index);
     let excludes =
         Excludes::new(&opts.excludes, &opts.exclude_files, opts.exclude_caches, opts.exclude_larger_than)?;
-    let cache = FilesCache::load(repo.cache_dir());
     let cfg = repo.config().chunker;
     let params =
         ChunkerParams { min_size: cfg.min as usize, avg_size: cfg.avg as usize, max_size: cfg.max as usize };
@@ -150,7 +166,7 @@ pub fn backup(
         repository: repo.config().id,
         time: time.to_string(),
         host: opts.host.clone().unwrap_or_else(hostname),
-        user: username(),
+        user: opts.user.clone().unwrap_or_else(username),
         paths: paths.iter().map(|p| path_bytes(p)).collect(),
         tags: opts.tags.clone(),
         tree,

@@ -59,14 +59,16 @@ pub fn kind_of(meta: &Metadata) -> Option<NodeKind> {
     })
 }
 
-/// Build a node (without content or subtree) from `lstat` metadata, reading xattrs and the
-/// symlink target. Xattr failures (unsupported filesystem) yield no xattrs.
+/// Build a node (without content or subtree) from `lstat` metadata, reading the symlink target
+/// and the xattrs (unless `xattrs` gives them, from the files cache). Xattr failures
+/// (unsupported filesystem) yield no xattrs.
 pub fn node_from(
     path: &Path,
     name: &[u8],
     meta: &Metadata,
     kind: NodeKind,
     owners: &Owners,
+    xattrs: Option<Vec<Xattr>>,
 ) -> std::io::Result<Node> {
     let target = if kind == NodeKind::Symlink {
         Some(RawBytes(std::fs::read_link(path)?.as_os_str().as_bytes().to_vec()))
@@ -89,7 +91,10 @@ pub fn node_from(
         links: if hardlink { meta.nlink() } else { 0 },
         rdev: matches!(kind, NodeKind::Chardev | NodeKind::Blockdev).then(|| meta.rdev()),
         target,
-        xattrs: read_xattrs(path),
+        xattrs: match xattrs {
+            Some(x) => x,
+            None => read_xattrs(path),
+        },
         content: None,
         subtree: None,
     })

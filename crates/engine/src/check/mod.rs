@@ -97,10 +97,11 @@ impl Findings {
 
 /// Check the repository (full keys only).
 ///
-/// Structure: every snapshot and index object decodes and hashes to its name, the snapshot DAG
-/// names no lost snapshot, every pack the index names exists with its recorded size, and every
-/// tree of every snapshot is indexed, readable and well formed (safe names, sorted entries,
-/// file sizes that match their content) and names only indexed blobs. With
+/// Structure: every key file hashes to its name and parses, every snapshot and index object
+/// decodes and hashes to its name, the snapshot DAG names no lost snapshot, every pack the
+/// index names exists with its recorded size, and every tree of every snapshot is indexed,
+/// readable and well formed (safe names, sorted entries, file sizes that match their content)
+/// and names only indexed blobs. With
 /// [`ReadData::All`] or [`ReadData::Subset`], the selected packs are also read whole: their
 /// own header must match the index and every blob must decrypt and hash to its id.
 ///
@@ -122,10 +123,11 @@ pub fn check(
     let mut found = Findings::new();
     let mut report = CheckReport::default();
 
+    objects::check_keys(&repo, &mut found)?;
     let snapshots = objects::load_snapshots(&repo, &mut found)?;
     report.snapshots = snapshots.len() as u64;
     let loaded = objects::load_index(&repo, &mut found)?;
-    report.unreferenced_packs = objects::check_packs(&repo, &loaded, &mut found, reporter)?;
+    report.unreferenced_packs = objects::check_packs(&loaded, &mut found, reporter)?;
 
     let reader = BlobReader::new(repo.clone(), loaded.index.clone())?;
     report.trees = trees::check_trees(&reader, &snapshots, &mut found, reporter);

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use offsite_backend::ObjectKind;
 use offsite_format::{
-    open_record, peek, storage_id, ForgetRecord, IndexFile, IndexPack, PackId, RecordType, RepoId, Snapshot,
-    SnapshotId,
+    open_record, parse_keyfile, peek, storage_id, ForgetRecord, IndexFile, IndexPack, PackId, RecordType,
+    RepoId, Snapshot, SnapshotId,
 };
 use offsite_repo::{Index, PackInfo, RepoError, Repository};
 use rayon::prelude::*;
@@ -24,6 +24,8 @@ pub(crate) struct LoadedIndex {
     /// every pack named by some index object, with all its entries (the merged [`Index`] keeps
     /// only the first location of a blob stored twice)
     pub packs: HashMap<PackId, IndexPack>,
+    /// every stored pack (id, size), as listed after the index objects were read
+    pub stored: HashMap<String, u64>,
 }
 
 fn short(id: &str) -> &str {
@@ -128,6 +130,34 @@ fn same_repo(repo: &Repository, id: &RepoId) -> Result<(), String> {
     }
 }
 
+/// Every key file: its bytes hash to its name, it parses as a key file, and it belongs to this
+/// repository. (Only the passphrase that wraps a key can unlock it; a damaged key file is still
+/// found here, before its passphrase stops opening the repository.)
+pub(crate) fn check_keys(repo: &Repository, found: &mut Findings) -> EngineResult<()> {
+    let mut listed: Vec<String> = repo
+        .storage()
+        .list(ObjectKind::Key)
+        .map_err(RepoError::from)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    listed.sort();
+    for id in listed {
+        let result = (|| -> Result<(), String> {
+            let bytes = repo.storage().read(ObjectKind::Key, &id, None).map_err(|e| e.to_string())?;
+            if hex::encode(storage_id(&bytes)) != id {
+                return Err("its content does not match its name".into());
+            }
+            let kf = parse_keyfile(&bytes).map_err(|e| format!("does not decode as a key file: {e}"))?;
+            same_repo(repo, &kf.repository)
+        })();
+        if let Err(msg) = result {
+            found.problems.add(format!("keys/{}", short(&id)), msg);
+        }
+    }
+    Ok(())
+}
+
 /// Every index object, read one by one: damaged ones become problems, the rest are merged.
 pub(crate) fn load_index(repo: &Repository, found: &mut Findings) -> EngineResult<LoadedIndex> {
     let mut listed: Vec<String> = repo
@@ -153,14 +183,14 @@ pub(crate) fn load_index(repo: &Repository, found: &mut Findings) -> EngineResul
             (id.clone(), r)
         })
         .collect();
-    let index = Index::default();
     let mut packs: HashMap<PackId, IndexPack> = HashMap::new();
+    let mut order: Vec<IndexPack> = Vec::new();
     for (id, file) in files {
         match file {
             Ok(f) => {
                 for p in f.packs {
-                    index.add_pack(PackInfo { id: p.id, eph: p.eph, size: p.size }, &p.blobs);
-                    packs.entry(p.id).or_insert(p);
+                    packs.entry(p.id).or_insert_with(|| p.clone());
+                    order.push(p);
                 }
             }
             Err(msg) => {
@@ -168,20 +198,28 @@ pub(crate) fn load_index(repo: &Repository, found: &mut Findings) -> EngineResul
             }
         }
     }
-    Ok(LoadedIndex { index: Arc::new(index), packs })
+    // Listed after the index objects were read (packs are stored before an index names them).
+    // A blob stored twice is located in a pack that is there with its recorded size, if any,
+    // as readers do: a copy stored again after a pack was lost is not reported as lost.
+    let stored: HashMap<String, u64> =
+        repo.storage().list(ObjectKind::Data).map_err(RepoError::from)?.into_iter().collect();
+    let sound = |p: &IndexPack| stored.get(&p.id.to_hex()) == Some(&p.size);
+    let index = Index::default();
+    for p in order.iter().filter(|p| sound(p)).chain(order.iter().filter(|p| !sound(p))) {
+        index.add_pack(PackInfo { id: p.id, eph: p.eph, size: p.size }, &p.blobs);
+    }
+    Ok(LoadedIndex { index: Arc::new(index), packs, stored })
 }
 
 /// Packs agree with the index: each indexed pack exists with its recorded size (else a
 /// problem, its blobs marked bad, the pack not read again). Stored packs no index names are
 /// counted and reported as warnings. Returns that count.
 pub(crate) fn check_packs(
-    repo: &Repository,
     loaded: &LoadedIndex,
     found: &mut Findings,
     reporter: &dyn Reporter,
 ) -> EngineResult<u64> {
-    let stored: HashMap<String, u64> =
-        repo.storage().list(ObjectKind::Data).map_err(RepoError::from)?.into_iter().collect();
+    let stored = &loaded.stored;
     let mut packs: Vec<&IndexPack> = loaded.packs.values().collect();
     packs.sort_by_key(|p| p.id);
     for p in packs {
@@ -193,7 +231,10 @@ pub(crate) fn check_packs(
         let idx = found.problems.add(format!("data/{}", p.id.short()), message);
         found.unusable.insert(p.id);
         for e in &p.blobs {
-            found.mark(e.id, idx);
+            // Readers use a copy in a sound pack when there is one: that blob is not lost.
+            if loaded.index.get(&e.id).is_none_or(|l| loaded.index.pack(l.pack).id == p.id) {
+                found.mark(e.id, idx);
+            }
         }
     }
     let mut extra: Vec<&String> = stored

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use offsite_backend::ObjectKind;
 use offsite_format::{BlobType, ContentItem, Node};
-use offsite_repo::{BlobLocation, READ_ALIGN};
+use offsite_repo::{read_range, BlobLocation};
 use parking_lot::Mutex;
 use rayon::prelude::*;
 
@@ -334,14 +334,12 @@ impl Ctx<'_> {
             }
             runs.push(Run { pack: loc.pack, start: off, end, needs: vec![n] });
         }
-        // Widen to the read alignment so no request length equals one blob's length.
+        // Widen to the read alignment, never to exactly one blob, so no request shows a
+        // blob's length.
         let mut sizes: HashMap<u32, u64> = HashMap::new();
         for r in &mut runs {
             let size = *sizes.entry(r.pack).or_insert_with(|| self.reader.index().pack(r.pack).size);
-            let start = r.start - r.start % READ_ALIGN;
-            let end = r.end.div_ceil(READ_ALIGN).saturating_mul(READ_ALIGN).min(size).max(r.end);
-            r.start = start;
-            r.end = end;
+            (r.start, r.end) = read_range(r.start, r.end, size);
         }
         runs
     }

@@ -158,9 +158,12 @@ pub fn restore(
     let filter = filter::Filter::new(&opts.include, &opts.exclude)?;
     let root = target::prepare_root(&opts.target)?;
     // Workers wait on storage as much as they compute: on remote storage one per core left the
-    // link idle (docs/PERFORMANCE.md), so the default is twice the cores, at least 4.
+    // link idle (docs/PERFORMANCE.md), so the default is twice the cores, at least 4, and at
+    // least as many as the storage's parallel transfers (`--connections`).
     let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map_or(4, |n| (n.get() * 2).max(4))
+        std::thread::available_parallelism()
+            .map_or(4, |n| (n.get() * 2).max(4))
+            .max(reader.repo().storage().transfers())
     } else {
         opts.threads
     };

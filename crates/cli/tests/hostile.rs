@@ -1,0 +1,594 @@
+//! A hostile storage, scripted: between real `offsite` runs each test changes the repository
+//! directory the way a malicious or broken server could (roll it back, drop or swap objects,
+//! swap in another repository's config and keys, plant a user file's stored bytes where
+//! metadata belongs). Each attack must be refused with one clear error line that names it,
+//! and the restore target must hold nothing written from the attacked data.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use offsite_backend::{LocalStorage, ObjectKind};
+use offsite_format::BlobType;
+use offsite_repo::{CacheSetting, Index, Repository};
+
+const PASSWORD: &str = "hostile storage test";
+
+/// One test's world: `root/repo`, `root/src`, `root/cache`.
+struct World {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl World {
+    fn init() -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().canonicalize().expect("canonical tempdir");
+        fs::create_dir_all(root.join("src")).expect("mkdir src");
+        let w = World { _dir: dir, root };
+        w.ok(&["init"]);
+        w
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.root.join("repo")
+    }
+
+    fn src(&self) -> PathBuf {
+        self.root.join("src")
+    }
+
+    fn src_str(&self) -> String {
+        self.src().to_str().expect("utf8").to_string()
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// `offsite ARGS` with this world's repository, passphrase, cache and a cheap KDF.
+    fn cmd(&self, args: &[&str]) -> Command {
+        self.cmd_with_cache(args, &self.root.join("cache"))
+    }
+
+    fn cmd_with_cache(&self, args: &[&str], cache: &Path) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_offsite"));
+        for var in [
+            "OFFSITE_PASSWORD_FILE",
+            "OFFSITE_PASSWORD_COMMAND",
+            "OFFSITE_NEW_PASSWORD",
+            "OFFSITE_LOG",
+            "OFFSITE_REPOSITORY",
+            "OFFSITE_PASSWORD",
+            "OFFSITE_CACHE_DIR",
+            "OFFSITE_INSECURE_FAST_KDF",
+        ] {
+            c.env_remove(var);
+        }
+        c.env("OFFSITE_REPOSITORY", self.repo())
+            .env("OFFSITE_PASSWORD", PASSWORD)
+            .env("OFFSITE_CACHE_DIR", cache)
+            .env("OFFSITE_INSECURE_FAST_KDF", "1")
+            .current_dir(&self.root)
+            .stdin(Stdio::null())
+            .args(args);
+        c
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args).output().expect("run offsite");
+        assert!(out.status.success(), "offsite {args:?} failed:\n{}", show(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Back up the source; returns the new snapshot id.
+    fn backup(&self) -> String {
+        let out = self.ok(&["backup", "--json", &self.src_str()]);
+        let last = out.lines().last().expect("a summary line");
+        let v: serde_json::Value = serde_json::from_str(last).expect("json");
+        v["snapshot"].as_str().expect("snapshot id").to_string()
+    }
+
+    fn write(&self, rel: &str, content: &[u8]) {
+        let p = self.src().join(rel);
+        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs::write(&p, content).expect("write");
+    }
+
+    /// The pack files in the repository, by id.
+    fn packs(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for sub in fs::read_dir(self.repo().join("data")).expect("data dir") {
+            for f in fs::read_dir(sub.expect("entry").path()).expect("data subdir") {
+                out.insert(f.expect("entry").file_name().to_str().expect("utf8").to_string());
+            }
+        }
+        out
+    }
+
+    fn object(&self, kind: ObjectKind, id: &str) -> PathBuf {
+        self.repo().join(kind.relative_path(id))
+    }
+
+    /// Back up, returning the snapshot id and the data and tree packs this backup added.
+    fn backup_new_packs(&self) -> (String, Vec<String>, Vec<String>) {
+        let before = self.packs();
+        let snap = self.backup();
+        let added: Vec<String> = self.packs().difference(&before).cloned().collect();
+        let types = self.pack_types();
+        let (tree, data): (Vec<String>, Vec<String>) =
+            added.into_iter().partition(|p| types.get(p) == Some(&BlobType::Tree));
+        (snap, data, tree)
+    }
+
+    /// Each indexed pack's blob type, read in-process with the full key (the test knows it;
+    /// the storage does not).
+    fn pack_types(&self) -> std::collections::HashMap<String, BlobType> {
+        let index = self.index();
+        index.blobs().into_iter().map(|(_, loc)| (index.pack(loc.pack).id.to_hex(), loc.entry.ty)).collect()
+    }
+
+    fn open(&self) -> Repository {
+        let storage = Arc::new(LocalStorage::new(self.repo()));
+        Repository::open(storage, PASSWORD.as_bytes(), &CacheSetting::Disabled).expect("open in-process")
+    }
+
+    fn index(&self) -> Index {
+        let repo = self.open();
+        Index::load(&**repo.storage(), repo.keys()).expect("index")
+    }
+
+    /// Run a command that must fail; returns its one error line.
+    fn refused(&self, c: &mut Command) -> (String, String) {
+        let out = c.output().expect("run offsite");
+        assert_eq!(out.status.code(), Some(1), "{c:?} should have failed:\n{}", show(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        // Shown with --nocapture: the exact line each attack produces.
+        let args: Vec<_> = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        eprintln!("offsite {}\n{stderr}", args.join(" "));
+        (error_line(&stderr).to_string(), stderr)
+    }
+
+    /// `restore latest` into a fresh target must fail; returns (error line, stderr, target).
+    fn restore_refused(&self, name: &str) -> (String, String, PathBuf) {
+        let target = self.path(name);
+        let (line, stderr) =
+            self.refused(&mut self.cmd(&["restore", "latest", "--target", target.to_str().expect("utf8")]));
+        (line, stderr, target)
+    }
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The one `offsite: error:` line of a failed run.
+fn error_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("offsite: error: ")).collect();
+    assert_eq!(lines.len(), 1, "want exactly one error line:\n{stderr}");
+    lines[0]
+}
+
+fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for e in fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let dest = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), &dest).expect("copy");
+        }
+    }
+}
+
+/// Exchange two files' contents by renaming (what a server swapping objects does).
+fn swap_files(a: &Path, b: &Path) {
+    let tmp = a.with_extension("swap");
+    fs::rename(a, &tmp).expect("rename");
+    fs::rename(b, a).expect("rename");
+    fs::rename(&tmp, b).expect("rename");
+}
+
+/// Every regular file and symlink under `dir` (relative paths), and whether any exist.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd {
+            let e = e.expect("entry");
+            if e.file_type().expect("type").is_dir() {
+                out.extend(files_under(&e.path()).into_iter().map(|p| Path::new(&e.file_name()).join(p)));
+            } else {
+                out.push(PathBuf::from(e.file_name()));
+            }
+        }
+    }
+    out
+}
+
+/// A snapshot-level attack was refused before anything was restored: the target was not even
+/// created.
+fn assert_nothing_restored(target: &Path) {
+    assert!(!target.exists(), "the refused restore created {}: {:?}", target.display(), files_under(target));
+}
+
+fn short(id: &str) -> &str {
+    &id[..8]
+}
+
+// ---------------------------------------------------------------- rollback and lost snapshots
+
+#[test]
+fn rollback_of_the_whole_repository_to_an_older_copy_is_refused() {
+    let w = World::init();
+    w.write("a.txt", b"first state\n");
+    w.backup();
+    let old = w.path("repo-as-it-was");
+    copy_dir(&w.repo(), &old);
+    w.write("a.txt", b"second state, the one the owner expects\n");
+    let newest = w.backup();
+
+    // The server answers with the repository as it was before the second backup.
+    fs::remove_dir_all(w.repo()).expect("rm repo");
+    copy_dir(&old, &w.repo());
+
+    let (line, _, target) = w.restore_refused("target");
+    assert!(line.contains(&format!("snapshot {} is missing but was seen before", short(&newest))), "{line}");
+    assert!(line.contains("serves an older state of the repository"), "{line}");
+    assert_nothing_restored(&target);
+    // Nothing builds on the older state either.
+    let (line, _) = w.refused(&mut w.cmd(&["backup", &w.src_str()]));
+    assert!(line.contains(&format!("snapshot {} is missing", short(&newest))), "{line}");
+    let (line, _) = w.refused(&mut w.cmd(&["snapshots"]));
+    assert!(line.contains("older state"), "{line}");
+}
+
+#[test]
+fn dropping_the_newest_snapshot_is_refused_by_the_client_that_saw_it() {
+    let w = World::init();
+    w.write("a.txt", b"one\n");
+    w.backup();
+    w.write("b.txt", b"two\n");
+    let newest = w.backup();
+    fs::remove_file(w.object(ObjectKind::Snapshot, &newest)).expect("drop the newest snapshot");
+
+    let (line, _, target) = w.restore_refused("target");
+    assert!(line.contains(&format!("snapshot {} is missing but was seen before", short(&newest))), "{line}");
+    assert!(line.contains("this client saw it earlier"), "{line}");
+    assert_nothing_restored(&target);
+    let (line, _) = w.refused(&mut w.cmd(&["check"]));
+    assert!(line.contains("1 problem"), "{line}");
+}
+
+#[test]
+fn dropping_a_middle_snapshot_is_refused_even_by_a_client_that_never_saw_it() {
+    let w = World::init();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        w.write(&format!("f{i}.txt"), format!("file {i}\n").as_bytes());
+        ids.push(w.backup());
+    }
+    fs::remove_file(w.object(ObjectKind::Snapshot, &ids[1])).expect("drop the middle snapshot");
+
+    // A client with an empty cache: only the authenticated `seen` list of the newest snapshot
+    // can tell.
+    let fresh = w.path("fresh-cache");
+    let target = w.path("target");
+    let (line, _) = w.refused(
+        &mut w.cmd_with_cache(&["restore", "latest", "--target", target.to_str().expect("utf8")], &fresh),
+    );
+    let want = format!(
+        "snapshot {} is missing but was seen before (named by snapshot {})",
+        short(&ids[1]),
+        short(&ids[2])
+    );
+    assert!(line.contains(&want), "{line}");
+    assert_nothing_restored(&target);
+    // check names the lost snapshot and the one that proves it existed.
+    let out = w.cmd_with_cache(&["check"], &fresh).output().expect("check");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "snapshots/{}: missing, but snapshot {} names it",
+            short(&ids[1]),
+            short(&ids[2])
+        )),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn swapped_snapshot_objects_are_refused() {
+    let w = World::init();
+    w.write("a.txt", b"one\n");
+    let first = w.backup();
+    w.write("b.txt", b"two\n");
+    let second = w.backup();
+    swap_files(&w.object(ObjectKind::Snapshot, &first), &w.object(ObjectKind::Snapshot, &second));
+
+    let (line, _, target) = w.restore_refused("target");
+    assert!(line.contains("its content does not match its name"), "{line}");
+    assert!(line.contains(short(&first)) || line.contains(short(&second)), "{line}");
+    assert_nothing_restored(&target);
+}
+
+// ---------------------------------------------------------------- swapped packs
+
+/// Every file restored under `target` is byte-identical to the source file at the same path;
+/// no temporary file is left. Returns the restored source-relative paths.
+fn assert_no_wrong_bytes(w: &World, target: &Path) -> BTreeSet<PathBuf> {
+    let base = target.join(w.src().strip_prefix("/").expect("absolute"));
+    let mut restored = BTreeSet::new();
+    for rel in files_under(target) {
+        let name = rel.file_name().expect("name").to_string_lossy().into_owned();
+        assert!(!name.starts_with(".offsite-tmp-"), "temporary file left: {}", rel.display());
+        let full = target.join(&rel);
+        let in_src = full.strip_prefix(&base).expect("restored under the source path").to_path_buf();
+        assert_eq!(
+            fs::read(&full).expect("read restored"),
+            fs::read(w.src().join(&in_src)).expect("read source"),
+            "{} restored with wrong bytes",
+            in_src.display()
+        );
+        restored.insert(in_src);
+    }
+    restored
+}
+
+#[test]
+fn swapped_data_packs_fail_their_files_and_restore_nothing_wrong() {
+    let w = World::init();
+    // Two backups each add one incompressible file of the same size: their data packs have
+    // equal sizes, so not even the listing shows the swap.
+    w.write("a/one.bin", &pseudo_random(1, 100_000));
+    let (_, data1, _) = w.backup_new_packs();
+    w.write("b/two.bin", &pseudo_random(2, 100_000));
+    let (_, data2, _) = w.backup_new_packs();
+    w.write("c/three.txt", b"untouched by the attack\n");
+    w.backup_new_packs();
+    let (p1, p2) = (data1[0].clone(), data2[0].clone());
+    assert_eq!((data1.len(), data2.len()), (1, 1));
+    let (a, b) = (w.object(ObjectKind::Data, &p1), w.object(ObjectKind::Data, &p2));
+    assert_eq!(fs::metadata(&a).expect("a").len(), fs::metadata(&b).expect("b").len());
+    swap_files(&a, &b);
+
+    let (line, stderr, target) = w.restore_refused("target");
+    assert!(line.contains("2 entries could not be restored"), "{line}");
+    for (file, pack) in [("a/one.bin", &p1), ("b/two.bin", &p2)] {
+        let warning = stderr
+            .lines()
+            .find(|l| l.contains(&format!("/src/{file}:")))
+            .unwrap_or_else(|| panic!("{file} not named:\n{stderr}"));
+        assert!(warning.starts_with("offsite: warning: "), "{warning}");
+        assert!(warning.contains(&format!("data/{}", short(pack))), "{warning}");
+        assert!(warning.contains("authentication failed"), "{warning}");
+    }
+    let restored = assert_no_wrong_bytes(&w, &target);
+    assert_eq!(restored, BTreeSet::from([PathBuf::from("c/three.txt")]));
+
+    // check --read-data names both packs and the files they hold.
+    let out = w.cmd(&["check", "--read-data"]).output().expect("check");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for (file, pack) in [("a/one.bin", &p1), ("b/two.bin", &p2)] {
+        let problem = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("data/{}: ", short(pack))))
+            .unwrap_or_else(|| panic!("{pack} not named:\n{stdout}"));
+        assert!(problem.contains("its content does not match its name"), "{problem}");
+        assert!(stdout.contains(&format!("/src/{file}")), "{stdout}");
+    }
+}
+
+#[test]
+fn swapped_tree_packs_restore_no_directory_from_the_wrong_trees() {
+    let w = World::init();
+    w.write("a/one.txt", b"one\n");
+    let (_, _, tree1) = w.backup_new_packs();
+    w.write("b/two.txt", b"two\n");
+    let (_, _, tree2) = w.backup_new_packs();
+    w.write("c/three.txt", b"three\n");
+    w.backup_new_packs();
+    assert_eq!((tree1.len(), tree2.len()), (1, 1));
+    // The third snapshot's trees for the unchanged a/ and b/ live in the first two tree packs.
+    swap_files(&w.object(ObjectKind::Data, &tree1[0]), &w.object(ObjectKind::Data, &tree2[0]));
+
+    let (line, stderr, target) = w.restore_refused("target");
+    assert!(line.contains("2 entries could not be restored"), "{line}");
+    for (dir, pack) in [("a", &tree1[0]), ("b", &tree2[0])] {
+        let warning = stderr
+            .lines()
+            .find(|l| l.contains(&format!("/src/{dir}:")))
+            .unwrap_or_else(|| panic!("{dir} not named:\n{stderr}"));
+        assert!(warning.contains(&format!("data/{}", short(pack))), "{warning}");
+        assert!(warning.contains("authentication failed"), "{warning}");
+    }
+    let restored = assert_no_wrong_bytes(&w, &target);
+    assert_eq!(restored, BTreeSet::from([PathBuf::from("c/three.txt")]));
+
+    // The first snapshot's root tree is in a swapped pack: nothing of it is restored.
+    let t2 = w.path("target-first");
+    let (line, stderr) =
+        w.refused(&mut w.cmd(&["restore", "latest~2", "--target", t2.to_str().expect("utf8")]));
+    assert!(line.contains("1 entries could not be restored"), "{line}");
+    assert!(stderr.contains(&format!("cannot read /: data/{}", short(&tree1[0]))), "{stderr}");
+    assert!(files_under(&t2).is_empty(), "{:?}", files_under(&t2));
+}
+
+// ---------------------------------------------------------------- another repository
+
+/// A second repository with the same passphrase on the same server.
+fn other_repository(w: &World) -> PathBuf {
+    let other = w.path("other-repo");
+    let out = w
+        .cmd(&["init", "--repo", other.to_str().expect("utf8")])
+        .output()
+        .expect("init the other repository");
+    assert!(out.status.success(), "{}", show(&out));
+    other
+}
+
+fn replace_keys(w: &World, other: &Path) {
+    for e in fs::read_dir(w.repo().join("keys")).expect("keys") {
+        fs::remove_file(e.expect("entry").path()).expect("rm key");
+    }
+    for e in fs::read_dir(other.join("keys")).expect("keys") {
+        let e = e.expect("entry");
+        fs::copy(e.path(), w.repo().join("keys").join(e.file_name())).expect("copy key");
+    }
+}
+
+#[test]
+fn another_repositorys_config_or_keys_are_refused() {
+    let w = World::init();
+    w.write("a.txt", b"one\n");
+    w.backup();
+    let other = other_repository(&w);
+    let saved = w.path("saved");
+    copy_dir(&w.repo(), &saved);
+
+    // Its config (another repository id) under this repository's keys.
+    fs::copy(other.join("config"), w.repo().join("config")).expect("swap config");
+    let (line, _, target) = w.restore_refused("target");
+    assert!(line.contains("does not authenticate with key"), "{line}");
+    assert!(line.contains("belongs to another repository"), "{line}");
+    assert_nothing_restored(&target);
+
+    // Its key files (another master key) with this repository's config.
+    fs::remove_dir_all(w.repo()).expect("rm");
+    copy_dir(&saved, &w.repo());
+    replace_keys(&w, &other);
+    let (line, _, target) = w.restore_refused("target");
+    assert!(line.contains("belongs to another repository"), "{line}");
+    assert_nothing_restored(&target);
+
+    // Both: the repository opens as the other one, and this one's index and snapshots do not
+    // authenticate under its keys.
+    fs::copy(other.join("config"), w.repo().join("config")).expect("swap config");
+    let (line, _, target) = w.restore_refused("target");
+    assert!(
+        line.contains("authentication failed: the object was modified or does not belong here"),
+        "{line}"
+    );
+    assert!(line.contains("index/") || line.contains("snapshots/"), "{line}");
+    assert_nothing_restored(&target);
+}
+
+// ---------------------------------------------------------------- user data passed off as metadata
+
+/// Write a record header (FORMAT.md §5) around `ciphertext`.
+fn forged_record(ty: u8, eph: Option<&[u8; 32]>, ciphertext: &[u8]) -> Vec<u8> {
+    let mut r = b"OFS".to_vec();
+    r.push(1);
+    r.push(ty);
+    match eph {
+        Some(e) => {
+            r.push(1);
+            r.extend_from_slice(e);
+            r.extend_from_slice(&[0; 12]);
+        }
+        None => {
+            r.push(0);
+            r.extend_from_slice(&ciphertext[..12.min(ciphertext.len())]);
+        }
+    }
+    r.extend_from_slice(ciphertext);
+    r
+}
+
+fn plant(w: &World, kind: ObjectKind, bytes: &[u8]) -> String {
+    let id = offsite_backend::conformance::id_of(bytes);
+    let path = w.object(kind, &id);
+    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    fs::write(&path, bytes).expect("plant");
+    id
+}
+
+#[test]
+fn a_user_files_stored_bytes_planted_as_metadata_are_refused() {
+    let w = World::init();
+    w.write("a.txt", b"one\n");
+    let first = w.backup();
+    // The user backs up files whose plaintext is metadata: a copy of a stored snapshot
+    // object, and a tree listing (JSON) that would restore a file outside the source.
+    let snapshot_bytes = fs::read(w.object(ObjectKind::Snapshot, &first)).expect("snapshot");
+    w.write("looks-like-a-snapshot", &snapshot_bytes);
+    w.write(
+        "looks-like-a-tree.json",
+        br#"{"nodes":[{"name":"ZXZpbA==","type":"file","mode":420,"uid":0,"gid":0,"mtime":[0,0],"size":0}]}"#,
+    );
+    let (_, data, tree) = w.backup_new_packs();
+    assert_eq!(data.len(), 1, "the two files share one data pack");
+    let pack = data[0].clone();
+    let pack_bytes = fs::read(w.object(ObjectKind::Data, &pack)).expect("pack");
+    // The pack's ephemeral key is in its trailer, in the clear; the blobs are at the
+    // offsets the index gives (the attacker could try every split; the test just looks).
+    let n = pack_bytes.len();
+    let eph: [u8; 32] = pack_bytes[n - 40..n - 8].try_into().expect("32 bytes");
+    let index = w.index();
+    let blobs: Vec<(u32, u32)> = index
+        .blobs()
+        .into_iter()
+        .filter(|(_, loc)| index.pack(loc.pack).id.to_hex() == pack)
+        .map(|(_, loc)| (loc.entry.offset, loc.entry.length))
+        .collect();
+    assert_eq!(blobs.len(), 2);
+    let saved = w.path("saved");
+    copy_dir(&w.repo(), &saved);
+    let reset = || {
+        fs::remove_dir_all(w.repo()).expect("rm");
+        copy_dir(&saved, &w.repo());
+    };
+
+    // 1. The pack, whole, under a snapshot name that matches its hash.
+    let id = plant(&w, ObjectKind::Snapshot, &pack_bytes);
+    let (line, _, target) = w.restore_refused("t1");
+    assert!(line.contains(&format!("snapshots/{} is damaged", short(&id))), "{line}");
+    assert_nothing_restored(&target);
+    reset();
+
+    // 2. Each blob's ciphertext dressed as a sealed snapshot record with the pack's own key,
+    //    and as an index record: the record keys and associated data differ from a pack's.
+    for (off, len) in &blobs {
+        let ct = &pack_bytes[*off as usize..(*off + *len) as usize];
+        for (kind, record) in [
+            (ObjectKind::Snapshot, forged_record(3, Some(&eph), ct)),
+            (ObjectKind::Index, forged_record(2, None, ct)),
+        ] {
+            let id = plant(&w, kind, &record);
+            let (line, _, target) = w.restore_refused("t2");
+            let object = format!("{}/{}", kind.dir_name(), short(&id));
+            assert!(line.contains(&format!("{object} is damaged: authentication failed")), "{line}");
+            assert_nothing_restored(&target);
+            reset();
+        }
+    }
+
+    // 3. The user's data pack served under the name of the tree pack that holds the root.
+    assert_eq!(tree.len(), 1);
+    fs::copy(w.object(ObjectKind::Data, &pack), w.object(ObjectKind::Data, &tree[0])).expect("plant");
+    let (line, stderr, target) = w.restore_refused("t3");
+    assert!(line.contains("1 entries could not be restored"), "{line}");
+    assert!(stderr.contains(&format!("cannot read /: data/{}", short(&tree[0]))), "{stderr}");
+    assert!(files_under(&target).is_empty(), "{:?}", files_under(&target));
+}
