@@ -8,10 +8,11 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{certs, Certs, Server};
+use common::Server;
 use offsite_backend::conformance;
 use offsite_backend::{RemoteOptions, Storage, StorageError};
 use offsite_backend_rest::RestStorage;
+use offsite_testkit::certs::{for_test as certs, Certs};
 
 /// rclone serving HTTPS with the test CA's server certificate.
 fn https_server(c: &Certs) -> Server {

@@ -7,10 +7,11 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::tls::{certs, TlsProxy};
+use common::tls::TlsProxy;
 use offsite_backend::conformance::run_all;
 use offsite_backend::{ObjectKind, RemoteOptions, Storage, StorageError};
 use offsite_backend_s3::S3Storage;
+use offsite_testkit::certs::for_test as certs;
 
 /// Patient timeouts, trusting `ca` (the platform's roots when None).
 fn trusting(ca: Option<&std::path::Path>) -> RemoteOptions {

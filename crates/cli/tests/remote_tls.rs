@@ -5,82 +5,19 @@
 
 mod remote_support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use remote_support::{Server, World};
 
-/// A test CA, a server certificate it signed for 127.0.0.1, and an unrelated CA.
-struct Certs {
-    _dir: tempfile::TempDir,
-    ca: PathBuf,
-    other_ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
+use offsite_testkit::certs::Certs;
 
-/// Make [`Certs`] with the `openssl` command, or None when it is missing (and not CI).
+/// Make [`Certs`], or None when `openssl` is missing (and not CI).
 fn certs() -> Option<Certs> {
-    if !Command::new("openssl").arg("version").stdout(Stdio::null()).status().is_ok_and(|s| s.success()) {
-        return remote_support::unavailable("openssl is not runnable (apt-get install -y openssl)");
+    match offsite_testkit::certs::make() {
+        Ok(c) => Some(c),
+        Err(why) => remote_support::unavailable(&why),
     }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let d = dir.path();
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(d).output().expect("run openssl");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    for name in ["ca", "other-ca"] {
-        let (key, pem, subj) =
-            (format!("{name}.key"), format!("{name}.pem"), format!("/CN=offsite test {name}"));
-        let mut args = vec!["req", "-x509"];
-        args.extend(ec);
-        args.extend(["-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subj]);
-        args.extend([
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-        run(&args);
-    }
-    let mut args = vec!["req"];
-    args.extend(ec);
-    args.extend(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
-    run(&args);
-    std::fs::write(
-        d.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n\
-         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("extensions file");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-set_serial",
-        "2",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-        "-out",
-        "server.pem",
-    ]);
-    Some(Certs {
-        ca: d.join("ca.pem"),
-        other_ca: d.join("other-ca.pem"),
-        cert: d.join("server.pem"),
-        key: d.join("server.key"),
-        _dir: dir,
-    })
 }
 
 fn utf8(p: &Path) -> &str {
