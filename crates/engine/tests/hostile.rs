@@ -132,18 +132,6 @@ fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 fn short(id: &str) -> &str {
     &id[..8]
 }
@@ -170,9 +158,9 @@ fn warnings(events: &[Event]) -> Vec<(String, String)> {
 /// incompressible: its data pack is far bigger than the tree pack written with it).
 fn two_backups(env: &Env, between: impl FnOnce(&Env)) -> (BackupOutcome, BackupOutcome) {
     env.write("keep/a.txt", b"kept from the first backup\n");
-    env.write("keep/b.bin", &pseudo_random(1, 50_000));
+    env.write("keep/b.bin", &offsite_testkit::tree::pseudo_random(1, 50_000));
     let (first, _) = env.backup();
-    env.write("new.bin", &pseudo_random(2, 300_000));
+    env.write("new.bin", &offsite_testkit::tree::pseudo_random(2, 300_000));
     between(env);
     let (second, _) = env.backup();
     (first, second)
