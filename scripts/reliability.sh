@@ -31,19 +31,31 @@ SUITES=${SUITES:-flips kills points big}
 DEADLINE=${DEADLINE:-0}
 OUT=${OUT:-${CARGO_TARGET_DIR:-target}/reliability}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 export CI=true
 START=$(date +%s)
 
 say() { printf '[reliability %s +%ds] %s\n' "$(date -u +%H:%M:%S)" $(($(date +%s) - START)) "$*"; }
 
-cargo test --release -p offsite-engine --test corruption --no-run
-cargo test --release -p offsite-cli --test crash --no-run
+# Build once, then run copies of the test binaries and of `offsite` from $OUT/bin: a build
+# started while the suites run (hours) then neither changes nor breaks what is tested.
+test_binary() { # crate test -> path of the test executable
+    cargo test --release -p "$1" --test "$2" --no-run 2>&1 | sed -n 's/.*Executable.*(\(.*\))$/\1/p' | tail -n 1
+}
+mkdir -p "$OUT/bin"
+cp "$(test_binary offsite-engine corruption)" "$OUT/bin/corruption"
+cp "$(test_binary offsite-cli crash)" "$OUT/bin/crash"
+cp "${CARGO_TARGET_DIR:-target}/release/offsite" "$OUT/bin/offsite"
+export OFFSITE_TEST_BIN=$OUT/bin/offsite
+# Run each from its crate's directory, as `cargo test` does.
+corruption() { (cd crates/engine && "$OUT/bin/corruption" "$@"); }
+crash() { (cd crates/cli && "$OUT/bin/crash" "$@"); }
 
 for suite in $SUITES; do
     case $suite in
     flips)
         say "corruption: $FLIPS flips"
-        OFFSITE_FLIPS=$FLIPS cargo test --release -p offsite-engine --test corruption -- \
+        OFFSITE_FLIPS=$FLIPS corruption \
             --exact every_flipped_byte_is_detected_and_never_restored --nocapture >"$OUT/flips.log" 2>&1
         say "$(grep -E '^corruption: flips=' "$OUT/flips.log" | tail -n 1)"
         ;;
@@ -57,8 +69,7 @@ for suite in $SUITES; do
             fi
             n=$((KILLS - done_kills < BATCH ? KILLS - done_kills : BATCH))
             log="$OUT/kills-$batch_seed.log"
-            if ! OFFSITE_CRASH_KILLS=$n OFFSITE_CRASH_SEED=$batch_seed cargo test --release -p offsite-cli \
-                --test crash -- --exact sigkill_at_random_moments --nocapture >"$log" 2>&1; then
+            if ! OFFSITE_CRASH_KILLS=$n OFFSITE_CRASH_SEED=$batch_seed crash --exact sigkill_at_random_moments --nocapture >"$log" 2>&1; then
                 say "FAILED: kill batch with OFFSITE_CRASH_SEED=$batch_seed (log: $log)"
                 exit 1
             fi
@@ -70,13 +81,13 @@ for suite in $SUITES; do
         ;;
     points)
         say "failpoints: every crossing"
-        cargo test --release -p offsite-cli --test crash -- --exact every_failpoint_crossing_is_crash_safe \
+        crash --exact every_failpoint_crossing_is_crash_safe \
             --nocapture >"$OUT/points.log" 2>&1
         say "$(grep -E '^crash:' "$OUT/points.log" | tail -n 3 | tr '\n' ' ')"
         ;;
     big)
         say "interrupted ten times: $BIG_MIB MiB"
-        OFFSITE_CRASH_BIG_MIB=$BIG_MIB cargo test --release -p offsite-cli --test crash -- --exact \
+        OFFSITE_CRASH_BIG_MIB=$BIG_MIB crash --exact \
             one_backup_interrupted_ten_times_restores_identical_within_the_upload_bound --nocapture \
             >"$OUT/big.log" 2>&1
         say "$(grep -E '^crash:' "$OUT/big.log" | tail -n 3 | tr '\n' ' ')"

@@ -128,7 +128,10 @@ impl State {
     /// `offsite ARGS` on this state, opened with `pass`: no inherited OFFSITE_* settings,
     /// cheap key derivation, stdin not a terminal, run in the state's directory.
     fn cmd(&self, pass: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_offsite"));
+        // OFFSITE_TEST_BIN runs a copy of the binary (scripts/reliability.sh snapshots it so
+        // that builds during a long run do not change what is tested).
+        let bin = std::env::var_os("OFFSITE_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_offsite").into());
+        let mut c = Command::new(bin);
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("OFFSITE_") {
                 c.env_remove(&k);
