@@ -537,7 +537,12 @@ fn check_does_not_blame_a_snapshot_whose_lost_blobs_were_stored_again() {
         // The blobs only the lost pack holds (the second snapshot's trees).
         let in_lost_pack: Vec<_> = {
             let index = env.reader().unwrap().index().clone();
-            index.blobs().into_iter().filter(|(_, loc)| index.pack(loc.pack).id.to_hex() == pack).map(|(id, _)| id).collect()
+            index
+                .blobs()
+                .into_iter()
+                .filter(|(_, loc)| index.pack(loc.pack).id.to_hex() == pack)
+                .map(|(id, _)| id)
+                .collect()
         };
         before = index_ids();
         let (third, _) = env.backup();
@@ -552,10 +557,11 @@ fn check_does_not_blame_a_snapshot_whose_lost_blobs_were_stored_again() {
         // changed since, as other tests create directories there.)
         let reader = env.reader().unwrap();
         let src = env.src();
-        let src_tree = offsite_engine::find_node(&reader, &third.snapshot, src.as_os_str().as_encoded_bytes())
-            .unwrap()
-            .subtree
-            .expect("the source is a directory");
+        let src_tree =
+            offsite_engine::find_node(&reader, &third.snapshot, src.as_os_str().as_encoded_bytes())
+                .unwrap()
+                .subtree
+                .expect("the source is a directory");
         assert!(in_lost_pack.contains(&src_tree), "the source's tree was not in the lost pack");
         let (report, _) = env.check(env.repo());
         let p = problem(&report, &format!("data/{}", short(&pack)));

@@ -130,6 +130,11 @@ impl Index {
         }
     }
 
+    /// Whether an index object (or this writer) already names the pack.
+    pub fn has_pack(&self, id: &PackId) -> bool {
+        self.inner.read().pack_pos.contains_key(id)
+    }
+
     /// Whether the blob is stored.
     pub fn contains(&self, id: &BlobId) -> bool {
         self.inner.read().blobs.contains_key(id)

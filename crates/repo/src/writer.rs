@@ -1,8 +1,14 @@
 //! Writing blobs: dedup against the index, compress, encrypt into packs, upload packs with
 //! bounded concurrency, and write index checkpoints so an interrupted backup loses at most a few
 //! packs. Commit order: a pack is stored before any index names it.
+//!
+//! With a pack journal ([`crate::PackJournal`], in the local cache) an interrupted backup loses
+//! only the uploads that were in flight: each pack is journaled before it is uploaded, and the
+//! next writer over the same cache adopts every journaled pack the storage holds at its size
+//! into its own first index checkpoint instead of uploading it again.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -11,12 +17,13 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use offsite_backend::{failpoint, ObjectKind};
 use offsite_format::{
     compress_payload, seal_record, storage_id, BlobId, BlobType, FinishedPack, IndexFile, IndexId, IndexPack,
-    PackBuilder, RecordType,
+    PackBuilder, PackId, RecordType,
 };
 use parking_lot::Mutex;
 
 use crate::error::{RepoError, RepoResult};
 use crate::index::{Index, PackInfo};
+use crate::journal::PackJournal;
 use crate::repository::Repository;
 
 /// How the writer behaves.
@@ -28,11 +35,14 @@ pub struct WriterOptions {
     pub checkpoint_packs: usize,
     /// store nothing (dry run): blobs are counted as if new
     pub dry_run: bool,
+    /// the pack journal file (usually `<cache dir>/pack-journal`): packs an interrupted writer
+    /// journaled there are adopted, and this writer journals its own (none: no journal)
+    pub journal: Option<PathBuf>,
 }
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        Self { uploaders: 0, checkpoint_packs: 8, dry_run: false }
+        Self { uploaders: 0, checkpoint_packs: 8, dry_run: false, journal: None }
     }
 }
 
@@ -49,12 +59,49 @@ pub struct WriterStats {
     pub stored_bytes: AtomicU64,
     /// packs stored
     pub packs: AtomicU64,
+    /// packs an interrupted writer stored, adopted from the journal instead of uploaded again
+    pub adopted_packs: AtomicU64,
+    /// stored bytes of the adopted packs
+    pub adopted_bytes: AtomicU64,
+}
+
+/// Packs stored (or being stored) that no index object names yet.
+#[derive(Default)]
+struct Pending {
+    /// stored packs for the next index checkpoint
+    packs: Vec<IndexPack>,
+    /// the journal and what it lists: journaled packs stay listed until an index names them
+    journal: Option<(PackJournal, Vec<IndexPack>)>,
+}
+
+impl Pending {
+    /// Journal a pack about to be uploaded. A journal that cannot be written is dropped (the
+    /// cost is re-uploads after an interruption, never a wrong index).
+    fn journal(&mut self, pack: &IndexPack) {
+        if let Some((j, listed)) = &mut self.journal {
+            if j.append(pack).is_ok() {
+                listed.push(pack.clone());
+                return;
+            }
+            self.journal = None;
+        }
+    }
+
+    /// Forget the journaled packs an index object now names.
+    fn named(&mut self, named: &HashSet<PackId>) {
+        if let Some((j, listed)) = &mut self.journal {
+            listed.retain(|p| !named.contains(&p.id));
+            if j.rewrite(listed).is_err() {
+                self.journal = None;
+            }
+        }
+    }
 }
 
 struct Shared {
     repo: Arc<Repository>,
     index: Arc<Index>,
-    checkpoint: Mutex<Vec<IndexPack>>,
+    checkpoint: Mutex<Pending>,
     error: Mutex<Option<RepoError>>,
     stats: WriterStats,
     opts: WriterOptions,
@@ -84,16 +131,26 @@ fn slot(ty: BlobType) -> usize {
 
 impl BlobWriter {
     /// Start a writer (and its upload threads) over an open repository and its loaded index.
+    /// With a journal, first adopt the packs an interrupted writer journaled and stored (see
+    /// the module doc); a journal that cannot be opened, or is held by another process, is
+    /// not used.
     pub fn new(repo: Arc<Repository>, index: Arc<Index>, opts: WriterOptions) -> BlobWriter {
         let uploaders = if opts.uploaders == 0 { repo.storage().transfers() } else { opts.uploaders }.max(1);
+        let journal = match &opts.journal {
+            Some(path) if !opts.dry_run => PackJournal::open(path).ok().flatten(),
+            _ => None,
+        };
         let shared = Arc::new(Shared {
             repo,
             index,
-            checkpoint: Mutex::new(Vec::new()),
+            checkpoint: Mutex::new(Pending::default()),
             error: Mutex::new(None),
             stats: WriterStats::default(),
             opts,
         });
+        if let Some((journal, recovered)) = journal {
+            adopt(&shared, journal, recovered);
+        }
         // Back-pressure: at most one finished pack waiting besides those being uploaded.
         let (tx, rx) = bounded::<FinishedPack>(1);
         let workers = (0..uploaders)
@@ -215,21 +272,49 @@ fn upload_loop(s: &Shared, rx: &Receiver<FinishedPack>) {
     }
 }
 
+/// Take over the packs an interrupted writer journaled: each one the storage holds at the
+/// journaled size, and no index names yet, goes into this writer's index and its next index
+/// checkpoint. The others are dropped from the journal (their blobs are stored again).
+fn adopt(s: &Shared, mut journal: PackJournal, recovered: Vec<IndexPack>) {
+    let storage = s.repo.storage();
+    let adopted: Vec<IndexPack> = recovered
+        .into_iter()
+        .filter(|p| {
+            !s.index.has_pack(&p.id)
+                && matches!(storage.stat(ObjectKind::Data, &p.id.to_hex()), Ok(size) if size == p.size)
+        })
+        .collect();
+    for p in &adopted {
+        s.index.add_pack(PackInfo { id: p.id, eph: p.eph, size: p.size }, &p.blobs);
+        s.stats.adopted_packs.fetch_add(1, Ordering::Relaxed);
+        s.stats.adopted_bytes.fetch_add(p.size, Ordering::Relaxed);
+    }
+    let mut c = s.checkpoint.lock();
+    c.packs.extend(adopted.iter().cloned());
+    if journal.rewrite(&adopted).is_ok() {
+        c.journal = Some((journal, adopted));
+    }
+}
+
 fn upload(s: &Shared, pack: FinishedPack) -> RepoResult<()> {
     let storage = s.repo.storage();
+    let size = pack.bytes.len() as u64;
+    let entry = IndexPack { id: pack.id, eph: pack.eph, size, blobs: pack.entries };
+    // Journaled before the upload: a journaled pack the storage does not hold (the upload
+    // failed or was cut) is simply not adopted.
+    s.checkpoint.lock().journal(&entry);
     match storage.write(ObjectKind::Data, &pack.id.to_hex(), &pack.bytes) {
         Err(e) if !matches!(e, offsite_backend::StorageError::AlreadyExists { .. }) => return Err(e.into()),
         _ => {}
     }
     failpoint::hit("writer.pack_stored");
-    let size = pack.bytes.len() as u64;
     s.stats.stored_bytes.fetch_add(size, Ordering::Relaxed);
     s.stats.packs.fetch_add(1, Ordering::Relaxed);
-    s.index.add_pack(PackInfo { id: pack.id, eph: pack.eph, size }, &pack.entries);
+    s.index.add_pack(PackInfo { id: entry.id, eph: entry.eph, size }, &entry.blobs);
     let full = {
         let mut c = s.checkpoint.lock();
-        c.push(IndexPack { id: pack.id, eph: pack.eph, size, blobs: pack.entries });
-        c.len() >= s.opts.checkpoint_packs
+        c.packs.push(entry);
+        c.packs.len() >= s.opts.checkpoint_packs
     };
     if full {
         write_checkpoint(s)?;
@@ -239,14 +324,16 @@ fn upload(s: &Shared, pack: FinishedPack) -> RepoResult<()> {
 
 /// Store an index object naming the packs uploaded since the last one.
 fn write_checkpoint(s: &Shared) -> RepoResult<()> {
-    let packs = std::mem::take(&mut *s.checkpoint.lock());
+    let packs = std::mem::take(&mut s.checkpoint.lock().packs);
     if packs.is_empty() {
         return Ok(());
     }
+    let named: HashSet<PackId> = packs.iter().map(|p| p.id).collect();
     let bytes = seal_record(RecordType::Index, s.repo.keys(), &IndexFile { packs, supersedes: vec![] });
     let id = IndexId(storage_id(&bytes));
     s.repo.storage().write(ObjectKind::Index, &id.to_hex(), &bytes)?;
     failpoint::hit("writer.checkpoint_written");
     s.stats.stored_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    s.checkpoint.lock().named(&named);
     Ok(())
 }

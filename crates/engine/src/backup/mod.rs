@@ -106,7 +106,11 @@ pub fn backup(
     let writer = BlobWriter::new(
         repo.clone(),
         index.clone(),
-        WriterOptions { dry_run: opts.dry_run, ..Default::default() },
+        WriterOptions {
+            dry_run: opts.dry_run,
+            journal: repo.cache_dir().map(|d| d.join(offsite_repo::JOURNAL_FILE)),
+            ..Default::default()
+        },
     );
     let archiver = Archiver {
         writer: &writer,
