@@ -38,8 +38,28 @@ impl CacheSetting {
     }
 }
 
-/// Write a cache file atomically (temp + rename), creating the directory.
+/// Write a cache file atomically (temp, fsync, rename), creating the directory.
 pub fn write_atomic(path: &Path, data: &[u8]) -> RepoResult<()> {
+    replace(path, data, true)
+}
+
+/// Like [`write_atomic`], but leaves a file that already holds exactly `data` alone (no
+/// write, no fsync: a command that changed nothing pays nothing for it).
+pub fn write_atomic_if_changed(path: &Path, data: &[u8]) -> RepoResult<()> {
+    if read_optional(path)?.is_some_and(|old| old == data) {
+        return Ok(());
+    }
+    write_atomic(path, data)
+}
+
+/// Replace a cache file by rename without fsync, for files that detect their own damage (a
+/// checksum) or are mere hints: after a power cut the file is the old one, the new one, or
+/// damaged and then ignored, never misread. Saves an fsync (5-50 ms) at the end of a backup.
+pub fn write_unsynced(path: &Path, data: &[u8]) -> RepoResult<()> {
+    replace(path, data, false)
+}
+
+fn replace(path: &Path, data: &[u8], sync: bool) -> RepoResult<()> {
     let err = |source| RepoError::Cache { path: path.display().to_string(), source };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(err)?;
@@ -47,7 +67,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> RepoResult<()> {
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {

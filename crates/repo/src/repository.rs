@@ -10,7 +10,7 @@ use offsite_format::{
     Config, FormatError, KeyId, RecordType, RepoId, FORMAT_VERSION,
 };
 
-use crate::cache::{read_optional, write_atomic, CacheSetting};
+use crate::cache::{read_optional, write_atomic_if_changed, CacheSetting};
 use crate::error::{RepoError, RepoResult};
 
 /// Options for creating a repository.
@@ -154,7 +154,7 @@ impl Repository {
         }
         let cache = cache.base().map(|b| b.join(config.id.to_hex()));
         if let Some(dir) = &cache {
-            let _ = write_atomic(&dir.join("last-key"), key_id.to_hex().as_bytes());
+            let _ = write_atomic_if_changed(&dir.join("last-key"), key_id.to_hex().as_bytes());
         }
         Ok(Repository { storage, config, keys, key_id, cache })
     }

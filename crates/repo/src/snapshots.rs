@@ -13,7 +13,7 @@ use offsite_format::{
 };
 use rayon::prelude::*;
 
-use crate::cache::{read_optional, write_atomic};
+use crate::cache::{read_optional, write_atomic_if_changed};
 use crate::error::{RepoError, RepoResult};
 use crate::repository::{read_verified, Repository};
 
@@ -126,7 +126,7 @@ impl Repository {
     fn save_tips(&self, ids: &[SnapshotId]) -> RepoResult<()> {
         if let Some(path) = self.tips_path() {
             let text: String = ids.iter().map(|i| format!("{i}\n")).collect();
-            write_atomic(&path, text.as_bytes())?;
+            write_atomic_if_changed(&path, text.as_bytes())?;
         }
         Ok(())
     }
