@@ -55,7 +55,10 @@ pub fn open(inv: &Invocation) -> Result<Repository> {
         _ => {}
     }
     let pass = password::read(&inv.password, Purpose::Open(&storage.location()))?;
-    Ok(Repository::open(storage, &pass, &inv.cache)?)
+    let started = std::time::Instant::now();
+    let repo = Repository::open(storage, &pass, &inv.cache)?;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "repository opened (key derived)");
+    Ok(repo)
 }
 
 /// Open the repository for reading: a full key, the index loaded, a blob reader.

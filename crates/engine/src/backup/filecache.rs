@@ -81,6 +81,11 @@ pub struct FilesCache {
 }
 
 impl FilesCache {
+    /// Number of files the loaded cache holds.
+    pub fn len(&self) -> usize {
+        self.old.len()
+    }
+
     /// Load from the repository's cache directory (empty when absent, unreadable, damaged or
     /// disabled).
     pub fn load(dir: Option<&Path>) -> FilesCache {

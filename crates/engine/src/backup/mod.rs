@@ -87,6 +87,13 @@ pub fn backup(
         (cache.join().unwrap_or_default(), set, index)
     });
     let (set, (index, lost)) = (set?, index?);
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        snapshots = set.ids.len(),
+        blobs = index.len(),
+        cached_files = cache.len(),
+        "backup: snapshots, index and files cache loaded"
+    );
     // Never deduplicate against a pack that is gone: its blobs are stored again.
     for pack in lost {
         reporter.report(Event::Warning {
@@ -155,7 +162,13 @@ pub fn backup(
             return Err(e);
         }
     };
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "backup: source walked");
     let stats = writer.finish()?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        adopted_packs = stats.adopted_packs.load(Ordering::Relaxed),
+        "backup: packs and index stored"
+    );
     let root_bytes: Vec<Vec<u8>> = paths.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect();
     let new_cache = new_cache.into_inner();
     if itemize {
@@ -196,7 +209,9 @@ pub fn backup(
         return Ok(BackupOutcome { id: None, snapshot, errors });
     }
     let id = repo.save_snapshot(&snapshot)?;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "backup: snapshot stored");
     cache.save(new_cache, &root_bytes, Some(id))?;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "backup: files cache saved");
     Ok(BackupOutcome { id: Some(id), snapshot, errors })
 }
 
