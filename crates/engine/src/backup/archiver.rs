@@ -2,7 +2,7 @@
 //! cache, chunks and stores the rest, and stores one tree per directory, bottom-up.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use super::excludes::Excludes;
 use super::filecache::{CacheEntry, FilesCache};
-use super::source::{kind_of, node_from, Owners};
+use super::source::{kind_of, node_from, Owners, Stat};
 use crate::error::{EngineError, EngineResult};
 use crate::events::{display_path, Event, Reporter};
 
@@ -102,9 +102,9 @@ impl Archiver<'_> {
             .map(|(name, child)| {
                 let path = dir.join(std::ffi::OsStr::from_bytes(name));
                 if child.selected {
-                    return self.entry(&path, &path, name, None, true);
+                    return self.entry(&path, &path, name, None, None, true);
                 }
-                let meta = match std::fs::symlink_metadata(&path) {
+                let meta = match std::fs::symlink_metadata(&path).map(|m| Stat::from_meta(&m)) {
                     Ok(m) if m.is_dir() => m,
                     Ok(_) => {
                         self.error(&path, "not a directory".into());
@@ -130,7 +130,7 @@ impl Archiver<'_> {
     /// for a symlink during the backup never leads outside the source, and no path grows
     /// longer than PATH_MAX however deep the tree. `access` reaches the directory; `dir` is
     /// its path as shown and stored.
-    fn dir(&self, dir: &Path, access: &Path, meta: &Metadata) -> EngineResult<BlobId> {
+    fn dir(&self, dir: &Path, access: &Path, meta: &Stat) -> EngineResult<BlobId> {
         let opened = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -159,41 +159,36 @@ impl Archiver<'_> {
             .par_iter()
             .map(|name| {
                 let os = std::ffi::OsStr::from_bytes(name);
-                self.entry(&dir.join(os), &base.join(os), name, Some(meta.dev()), false)
+                self.entry(&dir.join(os), &base.join(os), name, Some(&fd), Some(meta.dev()), false)
             })
             .collect::<EngineResult<_>>()?;
-        // Entries were stat'ed by their plain path (see `entry`): if that path stopped leading
-        // to this directory meanwhile (swapped for a symlink), their metadata may come from
-        // elsewhere: drop them all.
-        if dir.as_os_str().len() < PLAIN_PATH_MAX {
-            let same =
-                std::fs::symlink_metadata(dir).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()));
-            if !same {
-                self.error(dir, "replaced by another directory during backup".into());
-                return self.store_tree(Vec::new());
-            }
-        }
         drop(fd);
         self.store_tree(nodes.into_iter().flatten().collect())
     }
 
     /// One directory entry: its node, or None when excluded or unreadable (reported).
+    /// `parent` is the open directory holding the entry (none for the selected paths, which
+    /// are `lstat`ed by path).
     fn entry(
         &self,
         path: &Path,
         access: &Path,
         name: &[u8],
+        parent: Option<&File>,
         parent_dev: Option<u64>,
         is_root: bool,
     ) -> EngineResult<Option<Node>> {
-        // lstat by the plain path while it fits in PATH_MAX: resolving `/proc/self/fd/N/name`
-        // costs a procfs walk per entry (+40% system time on an unchanged re-backup). What
-        // the plain path may reach is only trusted after checks against descriptors: a file
-        // is read through `access` and must have this inode; a directory is opened through
-        // `access` and must be this one; and `dir` re-checks, after its entries, that its
-        // path still leads to the directory it read.
-        let by_path = path.as_os_str().len() < PLAIN_PATH_MAX;
-        let meta = match std::fs::symlink_metadata(if by_path { path } else { access }) {
+        // lstat relative to the open directory: one name resolved per entry, never the whole
+        // path (path lookups were most of an unchanged backup's system time, and resolving
+        // `/proc/self/fd/N/name` costs a procfs walk), and nothing a swapped parent directory
+        // could redirect. What it describes is only trusted after checks against descriptors:
+        // a file is read through `access` and must have this inode; a directory is opened
+        // through `access` and must be this one.
+        let stat = match parent {
+            Some(dir) => Stat::at(dir, name),
+            None => std::fs::symlink_metadata(path).map(|m| Stat::from_meta(&m)),
+        };
+        let meta = match stat {
             Ok(m) => m,
             Err(e) => {
                 self.error(path, e.to_string());
@@ -252,7 +247,7 @@ impl Archiver<'_> {
         &self,
         path: &Path,
         access: &Path,
-        meta: &Metadata,
+        meta: &Stat,
         cached: Option<&CacheEntry>,
         xattrs: &[Xattr],
     ) -> EngineResult<Option<(Vec<ContentItem>, u64)>> {
@@ -313,9 +308,10 @@ impl Archiver<'_> {
             // Xattrs changed since they were read: keep the file out of the cache so the next
             // backup reads them again.
             if xattrs_current {
-                self.new_cache
-                    .lock()
-                    .insert(key.to_vec(), CacheEntry::new(&before, content.clone(), xattrs.to_vec()));
+                self.new_cache.lock().insert(
+                    key.to_vec(),
+                    CacheEntry::new(&Stat::from_meta(&before), content.clone(), xattrs.to_vec()),
+                );
             }
         } else {
             // Keep what was read (a consistent prefix of what the file held); never cache it,
@@ -421,9 +417,6 @@ impl Archiver<'_> {
         Ok((content, pos))
     }
 }
-
-/// Paths at least this long are reached through descriptors only (PATH_MAX is 4096).
-const PLAIN_PATH_MAX: usize = 4000;
 
 /// Why reading a file stopped: the source (skip the file) or the repository (stop the backup).
 enum ReadFail {

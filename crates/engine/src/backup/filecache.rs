@@ -11,10 +11,9 @@
 //! that does not parse is ignored (every file is read again), never trusted in part.
 
 use std::collections::HashMap;
-use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use super::source::Stat;
 use offsite_format::{BlobId, ContentItem, RawBytes, SnapshotId, Xattr};
 use offsite_repo::{read_optional, write_unsynced, Index};
 
@@ -48,7 +47,7 @@ pub struct CacheEntry {
 
 impl CacheEntry {
     /// Entry for a file just read, whose xattrs were read before `meta` was taken.
-    pub fn new(meta: &Metadata, content: Vec<ContentItem>, xattrs: Vec<Xattr>) -> Self {
+    pub fn new(meta: &Stat, content: Vec<ContentItem>, xattrs: Vec<Xattr>) -> Self {
         CacheEntry {
             size: meta.len(),
             mtime: (meta.mtime(), meta.mtime_nsec()),
@@ -60,7 +59,7 @@ impl CacheEntry {
     }
 
     /// Whether `meta` shows the same file, unchanged.
-    pub fn matches(&self, meta: &Metadata) -> bool {
+    pub fn matches(&self, meta: &Stat) -> bool {
         self.size == meta.len()
             && self.mtime == (meta.mtime(), meta.mtime_nsec())
             && self.ctime == (meta.ctime(), meta.ctime_nsec())
@@ -108,7 +107,7 @@ impl FilesCache {
     }
 
     /// The remembered entry for `path`, if its stat matches and all its blobs are still indexed.
-    pub fn lookup(&self, path: &[u8], meta: &Metadata, index: &Index) -> Option<&CacheEntry> {
+    pub fn lookup(&self, path: &[u8], meta: &Stat, index: &Index) -> Option<&CacheEntry> {
         let e = self.old.get(path)?;
         let all_present = e.content.iter().all(|c| {
             matches!(c, ContentItem::Hole { .. }) || matches!(c, ContentItem::Blob(id) if index.contains(id))
