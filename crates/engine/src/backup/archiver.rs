@@ -38,12 +38,16 @@ pub struct Counters {
 }
 
 /// Everything the walk needs, shared by all worker threads.
-pub struct Archiver<'a> {
+pub struct Archiver<'a, 'c> {
     pub writer: &'a BlobWriter,
     pub index: &'a Index,
     pub chunker: Chunker,
-    pub cache: &'a FilesCache,
+    pub cache: &'c FilesCache,
+    /// entries of files read by this backup (new or changed)
     pub new_cache: Mutex<HashMap<Vec<u8>, CacheEntry>>,
+    /// paths of the files cache hits (keys of `cache`, borrowed: an unchanged file costs no
+    /// copy of its entry)
+    pub hits: Mutex<Vec<&'c [u8]>>,
     pub excludes: &'a Excludes,
     pub owners: Owners,
     pub one_file_system: bool,
@@ -77,7 +81,7 @@ impl Roots {
     }
 }
 
-impl Archiver<'_> {
+impl<'c> Archiver<'_, 'c> {
     fn error(&self, path: &Path, message: String) {
         let p = display_path(path.as_os_str().as_bytes());
         self.reporter.report(Event::Error { path: p.clone(), message: message.clone() });
@@ -205,7 +209,7 @@ impl Archiver<'_> {
             .then(|| self.cache.lookup(path.as_os_str().as_bytes(), &meta, self.index))
             .flatten();
         let mut node =
-            match node_from(access, name, &meta, kind, &self.owners, cached.map(|e| e.xattrs.clone())) {
+            match node_from(access, name, &meta, kind, &self.owners, cached.map(|(_, e)| e.xattrs.clone())) {
                 Ok(n) => n,
                 Err(e) => {
                     self.error(path, e.to_string());
@@ -248,16 +252,15 @@ impl Archiver<'_> {
         path: &Path,
         access: &Path,
         meta: &Stat,
-        cached: Option<&CacheEntry>,
+        cached: Option<(&'c [u8], &'c CacheEntry)>,
         xattrs: &[Xattr],
     ) -> EngineResult<Option<(Vec<ContentItem>, u64)>> {
         let key = path.as_os_str().as_bytes();
         self.counters.bytes_total.fetch_add(meta.len(), Ordering::Relaxed);
-        if let Some(e) = cached {
+        if let Some((cached_key, e)) = cached {
             self.counters.files_unchanged.fetch_add(1, Ordering::Relaxed);
-            let content = e.content.clone();
-            self.new_cache.lock().insert(key.to_vec(), e.clone());
-            return Ok(Some((content, meta.len())));
+            self.hits.lock().push(cached_key);
+            return Ok(Some((e.content.clone(), meta.len())));
         }
         let changed = self.cache.had(key);
         // O_NOFOLLOW: if the file was swapped for a symlink since lstat, refuse rather than

@@ -107,12 +107,12 @@ impl FilesCache {
     }
 
     /// The remembered entry for `path`, if its stat matches and all its blobs are still indexed.
-    pub fn lookup(&self, path: &[u8], meta: &Stat, index: &Index) -> Option<&CacheEntry> {
-        let e = self.old.get(path)?;
+    pub fn lookup(&self, path: &[u8], meta: &Stat, index: &Index) -> Option<(&[u8], &CacheEntry)> {
+        let (key, e) = self.old.get_key_value(path)?;
         let all_present = e.content.iter().all(|c| {
             matches!(c, ContentItem::Hole { .. }) || matches!(c, ContentItem::Blob(id) if index.contains(id))
         });
-        (e.matches(meta) && all_present).then_some(e)
+        (e.matches(meta) && all_present).then_some((key.as_slice(), e))
     }
 
     /// Whether the previous backup had this path.
@@ -120,39 +120,52 @@ impl FilesCache {
         self.old.contains_key(path)
     }
 
-    /// Paths of the previous backup under one of `roots` that are not in `seen` (removed files).
+    /// Paths of the previous backup under one of `roots` that this backup neither read (`read`)
+    /// nor found unchanged (`hits`): removed files.
     pub fn removed<'a>(
         &'a self,
         roots: &[Vec<u8>],
-        seen: &'a HashMap<Vec<u8>, CacheEntry>,
+        read: &'a HashMap<Vec<u8>, CacheEntry>,
+        hits: &[&[u8]],
     ) -> Vec<(&'a [u8], u64)> {
+        let hits: std::collections::HashSet<&[u8]> = hits.iter().copied().collect();
         let mut out: Vec<(&[u8], u64)> = self
             .old
             .iter()
-            .filter(|(p, _)| !seen.contains_key(*p) && roots.iter().any(|r| is_under(p, r)))
+            .filter(|(p, _)| {
+                !read.contains_key(*p) && !hits.contains(p.as_slice()) && roots.iter().any(|r| is_under(p, r))
+            })
             .map(|(p, e)| (p.as_slice(), e.size))
             .collect();
         out.sort();
         out
     }
 
-    /// Save the new cache: this backup's entries plus old entries outside its paths. When the
-    /// result equals the old cache, only the parent id changes and the old body is reused.
+    /// Save the new cache: the entries of the files this backup read (`read`), the old entries
+    /// of its unchanged files (`hits`, keys of this cache, each once), and the old entries
+    /// outside its paths. When no file was read and every old entry under the paths was a hit,
+    /// the result equals the old cache: only the parent id changes and the old body is reused.
     pub fn save(
-        self,
-        new: HashMap<Vec<u8>, CacheEntry>,
+        &self,
+        read: HashMap<Vec<u8>, CacheEntry>,
+        hits: &[&[u8]],
         roots: &[Vec<u8>],
         snapshot: Option<SnapshotId>,
     ) -> EngineResult<()> {
-        let Some(path) = self.path else { return Ok(()) };
+        let Some(path) = &self.path else { return Ok(()) };
         let unchanged = !self.old_body.is_empty()
             && self.old_paths == roots
-            && new.len() == self.old.iter().filter(|(p, _)| roots.iter().any(|r| is_under(p, r))).count()
-            && new.iter().all(|(p, e)| self.old.get(p) == Some(e));
-        let body = if unchanged {
-            self.old_body
+            && read.is_empty()
+            && hits.len() == self.old.keys().filter(|p| roots.iter().any(|r| is_under(p, r))).count();
+        let compressed;
+        let body: &[u8] = if unchanged {
+            &self.old_body
         } else {
-            let mut entries: Vec<(&[u8], &CacheEntry)> = new.iter().map(|(p, e)| (p.as_slice(), e)).collect();
+            let mut entries: Vec<(&[u8], &CacheEntry)> =
+                read.iter().map(|(p, e)| (p.as_slice(), e)).collect();
+            entries.extend(
+                hits.iter().filter_map(|p| self.old.get_key_value(*p)).map(|(p, e)| (p.as_slice(), e)),
+            );
             entries.extend(
                 self.old
                     .iter()
@@ -161,9 +174,10 @@ impl FilesCache {
             );
             let raw = encode_body(roots, &entries);
             // The frame carries a checksum: a cache damaged on disk is dropped, not misread.
-            let mut z = zstd::bulk::Compressor::new(1).map_err(|e| EngineError::io(&path, e))?;
-            z.include_checksum(true).map_err(|e| EngineError::io(&path, e))?;
-            z.compress(&raw).map_err(|e| EngineError::io(&path, e))?
+            let mut z = zstd::bulk::Compressor::new(1).map_err(|e| EngineError::io(path, e))?;
+            z.include_checksum(true).map_err(|e| EngineError::io(path, e))?;
+            compressed = z.compress(&raw).map_err(|e| EngineError::io(path, e))?;
+            &compressed
         };
         let mut out = Vec::with_capacity(HEADER + body.len());
         out.extend_from_slice(MAGIC);
@@ -174,10 +188,10 @@ impl FilesCache {
             }
             None => out.extend_from_slice(&[0u8; 33]),
         }
-        out.extend_from_slice(&body);
+        out.extend_from_slice(body);
         // No fsync: the header is checked and the body is a checksummed zstd frame, so a file
         // torn by a power cut is dropped (the next backup reads every file once), never misread.
-        write_unsynced(&path, &out)?;
+        write_unsynced(path, &out)?;
         if let Some(dir) = path.parent() {
             let _ = std::fs::remove_file(dir.join(OLD_FILE_NAME));
         }
@@ -334,7 +348,7 @@ mod tests {
         let new: HashMap<_, _> = (0..50u8).map(|i| (format!("/src/f{i}").into_bytes(), entry(i))).collect();
         let mut outside = FilesCache::load(Some(t.path()));
         outside.old.insert(b"/other/x".to_vec(), entry(200));
-        outside.save(new.clone(), &roots, Some(SnapshotId([1; 32]))).unwrap();
+        outside.save(new, &[], &roots, Some(SnapshotId([1; 32]))).unwrap();
 
         let loaded = FilesCache::load(Some(t.path()));
         assert_eq!(loaded.parent, Some(SnapshotId([1; 32])));
@@ -342,25 +356,39 @@ mod tests {
         assert_eq!(loaded.old.len(), 51, "entries outside the backed-up paths are kept");
         assert_eq!(loaded.old.get(b"/src/f7".as_slice()), Some(&entry(7)));
         let body = loaded.old_body.clone();
-        // Unchanged: the body is written back byte for byte, behind the new parent.
-        loaded.save(new.clone(), &roots, Some(SnapshotId([2; 32]))).unwrap();
+        // Unchanged (every file under the paths a hit, none read): the body is written back
+        // byte for byte, behind the new parent.
+        let all: Vec<&[u8]> =
+            loaded.old.keys().filter(|p| p.starts_with(b"/src/")).map(|p| p.as_slice()).collect();
+        assert_eq!(all.len(), 50);
+        loaded.save(HashMap::new(), &all, &roots, Some(SnapshotId([2; 32]))).unwrap();
         let file = std::fs::read(t.path().join(FILE_NAME)).unwrap();
         assert_eq!(&file[HEADER..], body.as_slice());
         assert_eq!(FilesCache::load(Some(t.path())).parent, Some(SnapshotId([2; 32])));
-        // Changed: one entry differs, the body is rebuilt and holds the change.
-        let mut changed = new;
-        changed.insert(b"/src/f3".to_vec(), entry(99));
-        FilesCache::load(Some(t.path())).save(changed, &roots, None).unwrap();
+        // Changed: one file read again, one gone, the rest hits: the body is rebuilt and holds
+        // the change, the hits' old entries and the entries outside the paths, not the gone one.
+        let loaded = FilesCache::load(Some(t.path()));
+        let hits: Vec<&[u8]> = loaded
+            .old
+            .keys()
+            .filter(|p| p.starts_with(b"/src/") && !matches!(p.as_slice(), b"/src/f3" | b"/src/f4"))
+            .map(|p| p.as_slice())
+            .collect();
+        let read = HashMap::from([(b"/src/f3".to_vec(), entry(99))]);
+        loaded.save(read, &hits, &roots, None).unwrap();
         let again = FilesCache::load(Some(t.path()));
         assert_eq!(again.parent, None);
         assert_eq!(again.old.get(b"/src/f3".as_slice()), Some(&entry(99)));
+        assert_eq!(again.old.get(b"/src/f7".as_slice()), Some(&entry(7)));
+        assert_eq!(again.old.get(b"/src/f4".as_slice()), None);
+        assert_eq!(again.old.len(), 50);
     }
 
     #[test]
     fn damaged_files_are_ignored_whole() {
         let t = tempfile::tempdir().unwrap();
         let new: HashMap<_, _> = (0..20u8).map(|i| (vec![b'/', b'a' + i], entry(i))).collect();
-        FilesCache::load(Some(t.path())).save(new, &[b"/".to_vec()], None).unwrap();
+        FilesCache::load(Some(t.path())).save(new, &[], &[b"/".to_vec()], None).unwrap();
         let good = std::fs::read(t.path().join(FILE_NAME)).unwrap();
         assert_eq!(FilesCache::load(Some(t.path())).old.len(), 20);
         let body = zstd::bulk::decompress(&good[HEADER..], MAX_BODY).unwrap();

@@ -125,6 +125,7 @@ pub fn backup(
         chunker: Chunker::new(repo.keys().chunker_key().as_bytes(), params),
         cache: &cache,
         new_cache: Mutex::new(HashMap::new()),
+        hits: Mutex::new(Vec::new()),
         excludes: &excludes,
         owners: Default::default(),
         one_file_system: opts.one_file_system,
@@ -153,7 +154,7 @@ pub fn backup(
         done.store(true, Ordering::Relaxed);
         r
     });
-    let Archiver { new_cache, errors, counters: c, itemize, .. } = archiver;
+    let Archiver { new_cache, hits, errors, counters: c, itemize, .. } = archiver;
     let tree = match tree {
         Ok(t) => t,
         Err(e) => {
@@ -170,9 +171,9 @@ pub fn backup(
         "backup: packs and index stored"
     );
     let root_bytes: Vec<Vec<u8>> = paths.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect();
-    let new_cache = new_cache.into_inner();
+    let (new_cache, hits) = (new_cache.into_inner(), hits.into_inner());
     if itemize {
-        for (p, size) in cache.removed(&root_bytes, &new_cache) {
+        for (p, size) in cache.removed(&root_bytes, &new_cache, &hits) {
             reporter.report(Event::Change { change: "-", path: display_path(p), size });
         }
     }
@@ -210,7 +211,7 @@ pub fn backup(
     }
     let id = repo.save_snapshot(&snapshot)?;
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "backup: snapshot stored");
-    cache.save(new_cache, &root_bytes, Some(id))?;
+    cache.save(new_cache, &hits, &root_bytes, Some(id))?;
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "backup: files cache saved");
     Ok(BackupOutcome { id: Some(id), snapshot, errors })
 }
