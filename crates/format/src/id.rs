@@ -22,15 +22,9 @@ macro_rules! id_type {
             pub fn short(&self) -> String {
                 hex::encode(&self.0[..4])
             }
-            /// Parse 64 hex characters.
+            /// Parse 64 hex characters (either case).
             pub fn from_hex(s: &str) -> Result<Self, FormatError> {
-                let mut out = [0u8; 32];
-                if s.len() != 64 {
-                    return Err(FormatError::Malformed("id is not 64 hex characters"));
-                }
-                hex::decode_to_slice(s, &mut out)
-                    .map_err(|_| FormatError::Malformed("id is not hex"))?;
-                Ok(Self(out))
+                decode_hex32(s.as_bytes()).map(Self)
             }
         }
         impl fmt::Debug for $name {
@@ -51,7 +45,10 @@ macro_rules! id_type {
         }
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.to_hex())
+                // On the stack: trees and indexes serialize tens of thousands of ids.
+                let mut buf = [0u8; 64];
+                hex::encode_to_slice(self.0, &mut buf).map_err(serde::ser::Error::custom)?;
+                s.serialize_str(std::str::from_utf8(&buf).map_err(serde::ser::Error::custom)?)
             }
         }
         impl<'de> Deserialize<'de> for $name {
@@ -61,6 +58,41 @@ macro_rules! id_type {
             }
         }
     };
+}
+
+/// Value of each byte as a hex digit, 0xff for a byte that is not one.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// 64 hex digits to 32 bytes, by table (index loading decodes one per blob).
+fn decode_hex32(s: &[u8]) -> Result<[u8; 32], FormatError> {
+    if s.len() != 64 {
+        return Err(FormatError::Malformed("id is not 64 hex characters"));
+    }
+    let mut out = [0u8; 32];
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        let (hi, lo) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
+        bad |= hi | lo;
+        *o = (hi << 4) | (lo & 0x0f);
+    }
+    if bad & 0xf0 != 0 {
+        return Err(FormatError::Malformed("id is not hex"));
+    }
+    Ok(out)
 }
 
 id_type!(
@@ -105,6 +137,23 @@ mod tests {
         assert!(BlobId::from_hex("ab").is_err());
         assert!(BlobId::from_hex(&"zz".repeat(32)).is_err());
         let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{}\"", "ab".repeat(32)));
         assert_eq!(serde_json::from_str::<BlobId>(&json).unwrap(), id);
+    }
+
+    #[test]
+    fn the_table_decoder_agrees_with_the_hex_crate_on_every_byte_in_every_position() {
+        let good = "0123456789abcdefABCDEF".repeat(3);
+        let base = good.as_bytes()[..64].to_vec();
+        for pos in [0, 1, 31, 62, 63] {
+            for b in 0..=255u8 {
+                let mut s = base.clone();
+                s[pos] = b;
+                let mut want = [0u8; 32];
+                let want = hex::decode_to_slice(&s, &mut want).map(|_| want).ok();
+                assert_eq!(decode_hex32(&s).ok(), want, "byte {b:#04x} at {pos}");
+            }
+        }
+        assert!(decode_hex32(&base[..63]).is_err());
     }
 }
