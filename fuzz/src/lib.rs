@@ -9,6 +9,15 @@
 //! Keys are fixed ([`keys`]) so runs are reproducible. Random bytes never get past AES-GCM, so
 //! the `*_plaintext`, `blob` and `keyfile` harnesses also *seal* fuzzer-chosen plaintext under
 //! the fixed keys with the layouts of docs/FORMAT.md, to reach the code after authentication.
+//!
+//! Three targets check parsers of user input and the chunker against references written here:
+//! `units` (sizes, durations, percentages of the command line, [`units`]), `exclude` (exclude
+//! patterns, [`exclude`]) and `chunker` (cut points against a literal reading of the format,
+//! [`chunker`]).
+
+mod chunking;
+mod cli_units;
+mod excludes;
 
 use std::sync::OnceLock;
 
@@ -21,6 +30,10 @@ use offsite_format::{
     RecordType, Snapshot, Tree, MAX_PLAINTEXT, TRAILER_LEN,
 };
 use serde::{de::DeserializeOwned, Serialize};
+
+pub use chunking::chunker;
+pub use cli_units::units;
+pub use excludes::exclude;
 
 /// The master secret of the fixed repository every harness decodes for.
 pub const MASTER: [u8; 32] = [7; 32];
@@ -363,8 +376,11 @@ pub fn keyset(data: &[u8]) {
     }
 }
 
+/// A harness: takes the fuzzer's bytes and panics only on a bug.
+pub type Harness = fn(&[u8]);
+
 /// Every harness by target name (for the seed test and the seed generator).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Harness)] = &[
     ("record", record),
     ("record_plaintext", record_plaintext),
     ("pack", pack),
@@ -377,4 +393,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("payload", payload),
     ("selector", selector),
     ("keyset", keyset),
+    ("units", units),
+    ("exclude", exclude),
+    ("chunker", chunker),
 ];

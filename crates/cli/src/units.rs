@@ -16,7 +16,9 @@ pub fn parse_size(s: &str) -> Result<u64> {
     }
     let n: u64 = num.parse().map_err(|_| bad())?;
     let unit = unit.trim().to_ascii_uppercase();
-    let unit = unit.strip_suffix("IB").or_else(|| unit.strip_suffix('B')).unwrap_or(&unit);
+    // `iB` only after a unit letter: a bare `5iB` is not 5 bytes.
+    let unit =
+        unit.strip_suffix("IB").filter(|u| !u.is_empty()).or_else(|| unit.strip_suffix('B')).unwrap_or(&unit);
     let shift = match unit {
         "" => 0,
         "K" => 10,
@@ -154,7 +156,8 @@ mod tests {
         assert_eq!(parse_size("10MiB").expect("ok"), 10 << 20);
         assert_eq!(parse_size("10MB").expect("ok"), 10 << 20);
         assert_eq!(parse_size("7B").expect("ok"), 7);
-        for bad in ["", "K", "10X", "-5", "1.5M", "10 M M", "M10"] {
+        // "5iB": found by the fuzz target `units` (it used to parse as 5 bytes).
+        for bad in ["", "K", "10X", "-5", "1.5M", "10 M M", "M10", "5iB", "5 iB", "5IB"] {
             assert!(parse_size(bad).is_err(), "{bad:?} should not parse");
         }
         assert!(parse_size("99999999999T").expect_err("overflow").to_string().contains("too large"));

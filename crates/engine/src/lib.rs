@@ -12,6 +12,10 @@ mod error;
 pub mod events;
 pub mod restore;
 
+/// The exclude rules of `backup` (gitignore-style patterns, CACHEDIR.TAG, size limit); public
+/// for `fuzz/` (target `exclude`).
+pub use backup::excludes;
+
 pub use backup::{backup, BackupOptions, BackupOutcome};
 pub use browse::{diff, dump, find_node, ls, DiffItem, LsEntry};
 pub use check::{check, CheckOptions, CheckReport, Problem, ReadData};

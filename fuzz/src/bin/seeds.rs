@@ -229,6 +229,84 @@ fn main() {
     ] {
         write("selector", &s.replace(['~', ':'], "_"), s.as_bytes());
     }
+
+    units_seeds();
+    exclude_seeds();
+    chunker_seeds();
+}
+
+/// Sizes, durations, percentages and a time, as typed on the command line.
+fn units_seeds() {
+    for (name, s) in [
+        ("bytes", "1234"),
+        ("kib", "500K"),
+        ("mib", " 10 MiB "),
+        ("gb", "2GB"),
+        ("t_max", "16777215T"),
+        ("u64_max", "18446744073709551615"),
+        ("ms", "500ms"),
+        ("s", "30s"),
+        ("m", "10m"),
+        ("h", "2h"),
+        ("ms_max", "18446744073709551615ms"),
+        ("percent", "10%"),
+        ("fraction", "2.5"),
+        ("time", "2026-11-22T10:00:00.123456789Z"),
+        // Regression: a bare `iB` used to parse as bytes.
+        ("crash_bare_ib", "5iB "),
+    ] {
+        write("units", name, s.as_bytes());
+    }
+}
+
+/// Pattern lines, an empty line, then paths (see `offsite_fuzz::exclude`).
+fn exclude_seeds() {
+    for (name, s) in [
+        ("plain", "/home/u/x.txt\n\n/home/u/x.txt\n/home/u/x.txt/y\n/home/u\n/x/home/u/x.txt\nhome/u/x.txt"),
+        (
+            "globs",
+            concat!(
+                "*.tmp\n!keep.tmp\n/var/**/log/\n/home/*/Downloads/\n**/target\n\n",
+                "/a/b.tmp\n/a/keep.tmp\n/var/x/y/log\n/home/u/Downloads\n/w/target/x",
+            ),
+        ),
+        ("classes", "/data/[a-c]?/*.{jpg,png}\n\\#literal\n\\!bang\n\n/data/b1/x.png\n/#literal\n/!bang"),
+        ("invalid", "/a/[b\n/c/{d\n\n/a/[b"),
+        ("bytes", "/a/\u{e9}\n\n/a/\u{e9}\n/a/\u{fffd}"),
+    ] {
+        write("exclude", name, s.as_bytes());
+    }
+    // A path that is not UTF-8.
+    write("exclude", "latin1", b"/a/*\n\n/a/\xe9\n/a/\xff\xfe");
+}
+
+/// Deterministic pseudorandom bytes (xorshift64).
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Header (avg, min, max, key, four read sizes; see `offsite_fuzz::chunker`) then data.
+fn chunker_seeds() {
+    let text = b"offsite chunks this text; ".repeat(400);
+    for (name, header, data) in [
+        ("avg64", [0u8, 0, 0, 7, 1, 200, 0, 33], noise(12_000, 1)),
+        ("avg256", [2, 60, 40, 7, 130, 3, 255, 64], noise(12_000, 2)),
+        ("avg1k", [4, 128, 128, 9, 255, 128, 1, 0], noise(12_000, 3)),
+        ("avg4k", [6, 10, 0, 7, 17, 129, 250, 99], noise(16_000, 4)),
+        ("min_eq_avg", [3, 255, 255, 1, 64, 64, 64, 64], noise(8_000, 5)),
+        ("zeros", [2, 20, 50, 7, 100, 1, 200, 0], vec![0; 12_000]),
+        ("text", [3, 0, 80, 7, 90, 140, 5, 0], text),
+    ] {
+        write("chunker", name, &[&header[..], &data].concat());
+    }
 }
 
 /// Compact JSON of a record.

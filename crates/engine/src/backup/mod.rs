@@ -2,7 +2,7 @@
 //! pack -> upload; trees built bottom-up; the snapshot written last.
 
 mod archiver;
-mod excludes;
+pub mod excludes;
 mod filecache;
 mod source;
 
