@@ -81,9 +81,15 @@ pub fn backup(
     // The files cache is local and needs no key: decode it while the snapshots and the index
     // come from storage.
     let (cache, set, index) = std::thread::scope(|scope| {
-        let cache = scope.spawn(|| FilesCache::load(repo.cache_dir()));
+        let cache = scope.spawn(|| {
+            let c = FilesCache::load(repo.cache_dir());
+            tracing::debug!(ms = started.elapsed().as_millis() as u64, "backup: files cache decoded");
+            c
+        });
         let set = repo.snapshot_set();
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "backup: snapshots loaded");
         let index = Index::load_present(&**repo.storage(), repo.keys());
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "backup: index loaded");
         (cache.join().unwrap_or_default(), set, index)
     });
     let (set, (index, lost)) = (set?, index?);
