@@ -277,10 +277,12 @@ fn upload_loop(s: &Shared, rx: &Receiver<FinishedPack>) {
 /// checkpoint. The others are dropped from the journal (their blobs are stored again).
 fn adopt(s: &Shared, mut journal: PackJournal, recovered: Vec<IndexPack>) {
     let storage = s.repo.storage();
+    let mut seen = HashSet::new();
     let adopted: Vec<IndexPack> = recovered
         .into_iter()
         .filter(|p| {
-            !s.index.has_pack(&p.id)
+            seen.insert(p.id)
+                && !s.index.has_pack(&p.id)
                 && matches!(storage.stat(ObjectKind::Data, &p.id.to_hex()), Ok(size) if size == p.size)
         })
         .collect();
