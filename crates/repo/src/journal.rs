@@ -3,10 +3,10 @@
 //! power cut, dropped link) does not upload those packs again when it is rerun.
 //!
 //! The journal lives in the repository's cache directory (`pack-journal`) and is never
-//! uploaded. Layout (docs/FORMAT.md §12): the header line `offsite pack journal 1\n`, then one
-//! record per stored pack: `u32 LE length ‖ SHA-256(body) ‖ body`, where the body is the pack's
-//! index entry as JSON ([`IndexPack`], exactly what an index object would hold). A record is
-//! appended after the storage acknowledged the pack and before any index names it; after an
+//! uploaded. Layout (docs/FORMAT.md §12.1): the header line `offsite pack journal 1\n`, then one
+//! record per pack: `u32 LE length ‖ SHA-256(body) ‖ body`, where the body is the pack's index
+//! entry as JSON ([`IndexPack`], exactly what an index object would hold). A record is appended
+//! before the pack's upload starts (so every pack the storage may hold is listed); after an
 //! index checkpoint the journal is rewritten with the packs still unnamed.
 //!
 //! Reading stops at the first record that is short or fails its checksum (a torn append), so a

@@ -24,7 +24,7 @@ mod select;
 mod snapshots;
 mod writer;
 
-pub use cache::{read_optional, write_atomic, write_atomic_if_changed, write_unsynced, CacheSetting};
+pub use cache::{read_optional, write_unsynced, CacheSetting};
 pub use error::{RepoError, RepoResult};
 pub use index::{BlobLocation, Index, PackInfo};
 pub use journal::{PackJournal, JOURNAL_FILE};
