@@ -530,22 +530,26 @@ fn a_user_files_stored_bytes_planted_as_metadata_are_refused() {
     w.write("a.txt", b"one\n");
     let first = w.backup();
     // The user backs up files whose plaintext is metadata: a copy of a stored snapshot
-    // object, and a tree listing (JSON) that would restore a file outside the source.
+    // object (small: stored in a bundle), and a tree listing (JSON) that would restore a file
+    // outside the source, padded with spaces past 64 KiB so it is a data blob of its own.
     let snapshot_bytes = fs::read(w.object(ObjectKind::Snapshot, &first)).expect("snapshot");
     w.write("looks-like-a-snapshot", &snapshot_bytes);
-    w.write(
-        "looks-like-a-tree.json",
-        br#"{"nodes":[{"name":"ZXZpbA==","type":"file","mode":420,"uid":0,"gid":0,"mtime":[0,0],"size":0}]}"#,
-    );
+    let mut tree_json =
+        br#"{"nodes":[{"name":"ZXZpbA==","type":"file","mode":420,"uid":0,"gid":0,"mtime":[0,0],"size":0}]}"#
+            .to_vec();
+    tree_json.resize(70_000, b' ');
+    w.write("looks-like-a-tree.json", &tree_json);
     let (_, data, tree) = w.backup_new_packs();
-    // The two files land in one data pack, or in two when the writer's threads each open a
-    // pack of their own (it keeps a pool of open packs); the test works on whichever holds them.
+    // The bundle and the data blob land in one data pack, or in two when the writer's threads
+    // each open a pack of their own (it keeps a pool of open packs); the test works on whichever
+    // holds them.
     assert!(!data.is_empty() && data.len() <= 2, "{data:?}");
     let index = w.index();
     // For each new data pack: its bytes, its ephemeral key (in its trailer, in the clear) and
     // its blobs at the offsets the index gives (an attacker could try every split; the test
     // just looks).
-    let packs: Vec<(Vec<u8>, [u8; 32], Vec<(u32, u32)>)> = data
+    type PackView = (Vec<u8>, [u8; 32], Vec<(u32, u32)>);
+    let packs: Vec<PackView> = data
         .iter()
         .map(|pack| {
             let bytes = fs::read(w.object(ObjectKind::Data, pack)).expect("pack");
@@ -560,7 +564,7 @@ fn a_user_files_stored_bytes_planted_as_metadata_are_refused() {
             (bytes, eph, blobs)
         })
         .collect();
-    assert_eq!(packs.iter().map(|(_, _, b)| b.len()).sum::<usize>(), 2, "the two files' blobs");
+    assert_eq!(packs.iter().map(|(_, _, b)| b.len()).sum::<usize>(), 2, "a bundle and a data blob");
     let pack = data[0].clone();
     let pack_bytes = &packs[0].0;
     let saved = w.path("saved");

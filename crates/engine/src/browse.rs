@@ -3,14 +3,17 @@
 
 use std::io::Write;
 
-use offsite_format::{BlobId, ContentItem, Node, NodeKind, RawBytes, Snapshot, Tree};
+use offsite_format::{BlobId, BlobType, ContentItem, Node, NodeKind, RawBytes, Snapshot, Tree};
 use offsite_repo::BlobReader;
 
+use crate::check::type_name;
 use crate::error::{EngineError, EngineResult};
 use crate::events::display_path;
 
 /// Holes are written as zeros in pieces of this size, so a huge hole never needs a huge buffer.
 const ZERO_CHUNK: usize = 64 * 1024;
+/// Bundles `diff` keeps decoded (the files of one directory tend to share them).
+const DIFF_BUNDLES: usize = 4;
 
 /// One listed entry.
 #[derive(Clone, Debug)]
@@ -160,10 +163,16 @@ fn list_dir(reader: &BlobReader, tree: &BlobId, dir: &[u8], out: &mut Vec<LsEntr
 /// xattrs, symlink target or device number changed. A changed type is `-` then `+`.
 /// Directories are `M` only for mode, owner or xattr changes: their mtime moves with every
 /// added or removed child, which the children's own items already show.
+///
+/// Content is compared by blob id; slices of bundles, whose ids are random, are compared by
+/// their bytes when they differ only in where they are stored (a file stored again in a new
+/// bundle is not a change), which reads those bundles. A bundle that cannot be read counts as
+/// a change.
 pub fn diff(reader: &BlobReader, old: &Snapshot, new: &Snapshot) -> EngineResult<Vec<DiffItem>> {
     let mut out = Vec::new();
     if old.tree != new.tree {
-        diff_trees(reader, &old.tree, &new.tree, b"/", &mut out)?;
+        let mut bundles = Vec::new();
+        diff_trees(reader, &old.tree, &new.tree, b"/", &mut bundles, &mut out)?;
     }
     Ok(out)
 }
@@ -181,6 +190,7 @@ fn diff_trees(
     old: &BlobId,
     new: &BlobId,
     dir: &[u8],
+    bundles: &mut Vec<(BlobId, Vec<u8>)>,
     out: &mut Vec<DiffItem>,
 ) -> EngineResult<()> {
     let old_nodes = sorted_nodes(reader, old, dir)?;
@@ -208,13 +218,13 @@ fn diff_trees(
                     whole(reader, b, dir, "+", out)?;
                 } else {
                     let path = join(dir, &b.name.0);
-                    if changed(a, b) {
+                    if changed(reader, bundles, a, b) {
                         out.push(DiffItem { change: "M", path: path.clone(), size: b.size });
                     }
                     if b.kind == NodeKind::Dir {
                         let (sa, sb) = (subtree_of(a, &path)?, subtree_of(b, &path)?);
                         if sa != sb {
-                            diff_trees(reader, &sa, &sb, &path, out)?;
+                            diff_trees(reader, &sa, &sb, &path, bundles, out)?;
                         }
                     }
                 }
@@ -227,16 +237,66 @@ fn diff_trees(
 }
 
 /// Whether an entry present in both snapshots (same name and type) changed.
-fn changed(a: &Node, b: &Node) -> bool {
+fn changed(reader: &BlobReader, bundles: &mut Vec<(BlobId, Vec<u8>)>, a: &Node, b: &Node) -> bool {
     let meta = a.mode != b.mode || a.uid != b.uid || a.gid != b.gid || a.xattrs != b.xattrs;
     if a.kind == NodeKind::Dir {
         return meta;
     }
     meta || a.mtime != b.mtime
         || a.size != b.size
-        || a.content != b.content
         || a.target != b.target
         || a.rdev != b.rdev
+        || (a.content != b.content && !same_slices(reader, bundles, &a.content, &b.content))
+}
+
+/// Whether two different content lists hold the same bytes because they differ only in
+/// slices of equal length whose bytes are equal (the same content stored in other bundles).
+fn same_slices(
+    reader: &BlobReader,
+    bundles: &mut Vec<(BlobId, Vec<u8>)>,
+    a: &Option<Vec<ContentItem>>,
+    b: &Option<Vec<ContentItem>>,
+) -> bool {
+    let (Some(a), Some(b)) = (a, b) else { return false };
+    a.len() == b.len()
+        && a.iter().zip(b).all(|pair| match pair {
+            (x, y) if x == y => true,
+            (
+                ContentItem::Slice { bundle: ba, offset: oa, length: la },
+                ContentItem::Slice { bundle: bb, offset: ob, length: lb },
+            ) if la == lb => {
+                let sa = slice_bytes(reader, bundles, ba, *oa, *la);
+                sa.is_some() && sa == slice_bytes(reader, bundles, bb, *ob, *lb)
+            }
+            _ => false,
+        })
+}
+
+/// The bytes of a slice (`None` if its bundle is not an indexed, readable bundle holding
+/// them), keeping the last [`DIFF_BUNDLES`] bundles decoded.
+fn slice_bytes(
+    reader: &BlobReader,
+    bundles: &mut Vec<(BlobId, Vec<u8>)>,
+    bundle: &BlobId,
+    offset: u32,
+    length: u32,
+) -> Option<Vec<u8>> {
+    let pos = match bundles.iter().position(|(id, _)| id == bundle) {
+        Some(p) => p,
+        None => {
+            if reader.index().get(bundle)?.entry.ty != BlobType::Bundle {
+                return None;
+            }
+            let plain = reader.read(bundle, "diff").ok()?;
+            if bundles.len() >= DIFF_BUNDLES {
+                bundles.remove(0);
+            }
+            bundles.push((*bundle, plain));
+            bundles.len() - 1
+        }
+    };
+    let (start, len) = (offset as usize, length as usize);
+    bundles[pos].1.get(start..start.checked_add(len)?).map(<[u8]>::to_vec)
 }
 
 /// `node` and, for a directory, everything under it, all with the same change mark.
@@ -257,12 +317,47 @@ fn whole(
     Ok(())
 }
 
+/// Check, from the index alone, that every blob the content names is indexed with the type
+/// the reference needs (a blob item: data; a slice: a bundle holding all of the slice's
+/// bytes), so a bad content list is refused before anything is written.
+fn check_content_refs(reader: &BlobReader, items: &[ContentItem], by: &str) -> EngineResult<()> {
+    for item in items {
+        let (id, want) = match item {
+            ContentItem::Blob(id) => (id, BlobType::Data),
+            ContentItem::Slice { bundle, .. } => (bundle, BlobType::Bundle),
+            ContentItem::Hole { .. } => continue,
+        };
+        let loc = reader.locate(id, by)?;
+        if loc.entry.ty != want {
+            return Err(EngineError::Other(format!(
+                "blob {} named by {by} as a {} blob is indexed as a {} blob",
+                id.short(),
+                type_name(want),
+                type_name(loc.entry.ty)
+            )));
+        }
+        if let ContentItem::Slice { bundle, offset, length } = item {
+            let raw = u64::from(loc.entry.raw_length);
+            if u64::from(*offset).checked_add(u64::from(*length)).is_none_or(|end| end > raw) {
+                return Err(EngineError::Other(format!(
+                    "{by}: slice of {length} bytes at {offset} runs past the end of bundle {} ({raw} bytes)",
+                    bundle.short()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Write the content of the file at `path` to `out`; returns bytes written.
 ///
 /// Blobs are read one at a time and each is verified (authenticated, decompressed within its
-/// recorded length, hashed against its id) before a byte of it is written; holes are written
-/// as zeros from a small fixed buffer. A directory is an error (`PATH is a directory`), as is
-/// any other non-file entry.
+/// recorded length, and a data blob hashed against its id) before a byte of it is written; a
+/// slice of a bundle writes just its bytes (the last bundle read is kept, so several slices of
+/// one bundle read it once); holes are written as zeros from a small fixed buffer. A blob item
+/// must name a data blob and a slice a bundle holding all of its bytes, else it is an error
+/// naming the blob. A directory is an error (`PATH is a directory`), as is any other non-file
+/// entry.
 pub fn dump(reader: &BlobReader, snapshot: &Snapshot, path: &[u8], out: &mut dyn Write) -> EngineResult<u64> {
     let shown = display_path(&canonical(path)?);
     let node = find_node(reader, snapshot, path)?;
@@ -272,14 +367,38 @@ pub fn dump(reader: &BlobReader, snapshot: &Snapshot, path: &[u8], out: &mut dyn
         _ => return Err(EngineError::Usage(format!("{shown} is not a regular file"))),
     }
     let write_err = |e| EngineError::Io { path: format!("writing {shown}"), source: e };
+    let by = format!("file {shown}");
     let mut written = 0u64;
     let zeros = vec![0u8; ZERO_CHUNK];
-    for item in node.content.iter().flatten() {
+    let items = node.content.as_deref().unwrap_or_default();
+    check_content_refs(reader, items, &by)?;
+    let mut last_bundle: Option<(BlobId, Vec<u8>)> = None;
+    for item in items {
         match item {
             ContentItem::Blob(id) => {
-                let data = reader.read(id, &format!("file {shown}"))?;
+                let data = reader.read(id, &by)?;
                 out.write_all(&data).map_err(write_err)?;
                 written += data.len() as u64;
+            }
+            ContentItem::Slice { bundle, offset, length } => {
+                let plain = match last_bundle.take() {
+                    Some((id, plain)) if id == *bundle => plain,
+                    _ => reader.read(bundle, &by)?,
+                };
+                // Checked against the indexed length, which the read checked the plaintext
+                // against; refused all the same should they ever disagree.
+                let (start, len) = (*offset as usize, *length as usize);
+                let slice =
+                    start.checked_add(len).and_then(|end| plain.get(start..end)).ok_or_else(|| {
+                        EngineError::Other(format!(
+                            "{by}: slice of {len} bytes at {start} runs past the end of bundle {} ({} bytes)",
+                            bundle.short(),
+                            plain.len()
+                        ))
+                    })?;
+                out.write_all(slice).map_err(write_err)?;
+                written += slice.len() as u64;
+                last_bundle = Some((*bundle, plain));
             }
             ContentItem::Hole { hole } => {
                 let mut left = *hole;

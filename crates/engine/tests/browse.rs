@@ -5,7 +5,7 @@ mod fixture_repo;
 
 use std::io::Write;
 
-use fixture_repo::{file, noise, Fixture, Piece, Spec, CHUNK};
+use fixture_repo::{file, noise, raw_file, slice, Fixture, Piece, Spec, CHUNK};
 use offsite_engine::{diff, dump, find_node, ls, DiffItem, EngineError};
 use offsite_format::NodeKind;
 
@@ -270,4 +270,104 @@ fn dump_fails_on_a_damaged_blob_instead_of_writing_it() {
     assert!(err.to_string().contains("damaged"), "{err}");
     // Only the first (good) blob was written.
     assert_eq!(out.len(), CHUNK);
+}
+
+#[test]
+fn dump_writes_exactly_a_files_slices_reading_their_bundle_once() {
+    let fx = Fixture::new();
+    let bundle_bytes = noise(60, 5000);
+    let bundle = fx.bundle(&bundle_bytes);
+    let (_, snap) = fx.snapshot(
+        "2026-01-01T00:00:00Z",
+        &[
+            ("/s/one", raw_file(b"one", 300, vec![slice(bundle, 100, 300)])),
+            (
+                "/s/two",
+                raw_file(
+                    b"two",
+                    4000 + 10 + 50,
+                    vec![
+                        slice(bundle, 1000, 4000),
+                        offsite_format::ContentItem::Hole { hole: 10 },
+                        slice(bundle, 0, 50),
+                    ],
+                ),
+            ),
+            ("/s/empty", raw_file(b"empty", 0, vec![slice(bundle, 5000, 0)])),
+        ],
+    );
+    let r = fx.reader();
+    let mut out = Vec::new();
+    assert_eq!(dump(&r, &snap, b"/s/one", &mut out).unwrap(), 300);
+    assert_eq!(out, &bundle_bytes[100..400]);
+
+    fx.counting.reset();
+    let mut out = Vec::new();
+    assert_eq!(dump(&r, &snap, b"/s/two", &mut out).unwrap(), 4060);
+    let mut want = bundle_bytes[1000..].to_vec();
+    want.extend([0u8; 10]);
+    want.extend(&bundle_bytes[..50]);
+    assert_eq!(out, want);
+    // Two slices of one bundle: one data read (trees come from the reader's tree-pack cache).
+    assert_eq!(fx.counting.stats().reads, 1);
+
+    let mut out = Vec::new();
+    assert_eq!(dump(&r, &snap, b"/s/empty", &mut out).unwrap(), 0);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn dump_refuses_slices_and_blobs_naming_the_wrong_blob_or_bytes() {
+    let fx = Fixture::new();
+    let bundle = fx.bundle(&noise(61, 1000));
+    let (_, first) = fx.snapshot("2026-01-01T00:00:00Z", &[("/data", file(b"plain data"))]);
+    let data = fixture_repo::blobs_of(&fx.reader(), &first, b"/data")[0];
+    let (_, snap) = fx.snapshot(
+        "2026-01-02T00:00:00Z",
+        &[
+            // A good slice first: nothing may be written before the bad one is refused.
+            ("/past_end", raw_file(b"past_end", 110, vec![slice(bundle, 0, 10), slice(bundle, 950, 100)])),
+            ("/slice_of_data", raw_file(b"slice_of_data", 5, vec![slice(data, 0, 5)])),
+            (
+                "/blob_of_bundle",
+                raw_file(b"blob_of_bundle", 1000, vec![offsite_format::ContentItem::Blob(bundle)]),
+            ),
+        ],
+    );
+    let r = fx.reader();
+    for (path, named, says) in [
+        ("/past_end", bundle, "runs past the end of bundle"),
+        ("/slice_of_data", data, "as a bundle blob is indexed as a data blob"),
+        ("/blob_of_bundle", bundle, "as a data blob is indexed as a bundle blob"),
+    ] {
+        let mut out = Vec::new();
+        let err = dump(&r, &snap, path.as_bytes(), &mut out).unwrap_err().to_string();
+        assert!(err.contains(&named.short()) && err.contains(says), "{path}: {err}");
+        assert!(err.contains(path) && !err.contains('\n'), "{path}: {err}");
+        assert!(out.is_empty(), "{path}: wrote {} bytes", out.len());
+    }
+}
+
+#[test]
+fn diff_compares_slices_by_their_bytes_not_their_bundle() {
+    let fx = Fixture::new();
+    let b1 = fx.bundle(b"hello world");
+    let b2 = fx.bundle(b"...hello WORLD");
+    let (_, s1) = fx.snapshot(
+        "2026-01-01T00:00:00Z",
+        &[
+            ("/same", raw_file(b"same", 5, vec![slice(b1, 0, 5)])),
+            ("/edited", raw_file(b"edited", 5, vec![slice(b1, 6, 5)])),
+        ],
+    );
+    // The same bytes stored again in another bundle, and an edit of the same size.
+    let (_, s2) = fx.snapshot(
+        "2026-01-02T00:00:00Z",
+        &[
+            ("/same", raw_file(b"same", 5, vec![slice(b2, 3, 5)])),
+            ("/edited", raw_file(b"edited", 5, vec![slice(b2, 9, 5)])),
+        ],
+    );
+    let r = fx.reader();
+    assert_eq!(diff(&r, &s1, &s2).unwrap(), [item("M", "/edited", 5)]);
 }

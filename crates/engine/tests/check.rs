@@ -6,7 +6,7 @@ mod fixture_repo;
 
 use std::sync::Arc;
 
-use fixture_repo::{blobs_of, file, noise, tree_of, Fixture, Piece, Spec, CHUNK};
+use fixture_repo::{blobs_of, file, noise, raw_file, slice, tree_of, Fixture, Piece, Spec, CHUNK};
 use offsite_backend::{ObjectKind, Storage};
 use offsite_engine::{
     check, CheckOptions, CheckReport, CollectReporter, EngineError, Event, NullReporter, ReadData,
@@ -436,4 +436,108 @@ fn real_backup_checks_clean_and_browses() {
     let changed: Vec<(&str, String)> =
         changes.iter().map(|d| (d.change, String::from_utf8(d.path.clone()).unwrap())).collect();
     assert_eq!(changed, [("M", format!("{base}/a/one.txt"))]);
+}
+
+/// Two snapshots of small files sliced from one bundle (`/s/c` only in the second).
+fn bundled_snapshots(fx: &Fixture) -> (offsite_format::BlobId, [SnapshotId; 2]) {
+    let bundle = fx.bundle(&noise(70, 3000));
+    let mut entries = vec![
+        ("/s/a", raw_file(b"a", 1000, vec![slice(bundle, 0, 1000)])),
+        ("/s/b", raw_file(b"b", 1500, vec![slice(bundle, 1000, 1000), slice(bundle, 2500, 500)])),
+        ("/s/plain", file(b"not bundled")),
+    ];
+    let (s1, _) = fx.snapshot("2026-01-01T00:00:00Z", &entries);
+    entries.push(("/s/c", raw_file(b"c", 500, vec![slice(bundle, 2000, 500)])));
+    let (s2, _) = fx.snapshot("2026-01-02T00:00:00Z", &entries);
+    (bundle, [s1, s2])
+}
+
+#[test]
+fn bundles_pass_structure_and_read_data_checks() {
+    let fx = Fixture::new();
+    bundled_snapshots(&fx);
+    assert!(run(&fx, &STRUCTURE).problems.is_empty());
+    let rep = run(&fx, &ALL);
+    assert!(rep.problems.is_empty(), "{:#?}", rep.problems);
+    // Every blob, the bundle included (its id is no hash), was read and verified.
+    assert_eq!(rep.blobs_read, fx.index().len() as u64);
+}
+
+#[test]
+fn damaged_bundle_is_found_by_read_data_with_every_file_sliced_from_it() {
+    let fx = Fixture::new();
+    let (bundle, [s1, s2]) = bundled_snapshots(&fx);
+    let (pack, entry) = fx.locate(&bundle);
+    assert_eq!(entry.ty, BlobType::Bundle);
+    fx.flip(ObjectKind::Data, &pack, i64::from(entry.offset) + 7);
+
+    assert!(run(&fx, &STRUCTURE).problems.is_empty());
+    let rep = run(&fx, &ALL);
+    let p = only_problem(&rep, &format!("data/{}", &pack[..8]));
+    assert!(p.message.contains(&format!("bundle blob {}", bundle.short())), "{}", p.message);
+    assert!(p.message.contains("authentication failed"), "{}", p.message);
+    let mut want = Vec::new();
+    for (s, files) in [(s1, &["a", "b"][..]), (s2, &["a", "b", "c"][..])] {
+        for f in files {
+            want.push(format!("snapshot {}: /s/{f}", s.short()));
+        }
+    }
+    let mut got = p.affects.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(rep.problems.len(), 1, "{:#?}", rep.problems);
+}
+
+#[test]
+fn slices_naming_the_wrong_blob_or_bytes_are_problems() {
+    let fx = Fixture::new();
+    let bundle = fx.bundle(&noise(71, 1000));
+    let (_, first) = fx.snapshot("2026-01-01T00:00:00Z", &[("/data", file(b"plain data"))]);
+    let data = blobs_of(&fx.reader(), &first, b"/data")[0];
+    let missing = offsite_format::BlobId([5; 32]);
+    let (sid, snap) = fx.snapshot(
+        "2026-01-02T00:00:00Z",
+        &[
+            ("/d/past_end", raw_file(b"past_end", 100, vec![slice(bundle, 950, 100)])),
+            ("/e/slice_of_data", raw_file(b"slice_of_data", 5, vec![slice(data, 0, 5)])),
+            (
+                "/e/blob_of_bundle",
+                raw_file(b"blob_of_bundle", 1000, vec![offsite_format::ContentItem::Blob(bundle)]),
+            ),
+            ("/e/missing", raw_file(b"missing", 4, vec![slice(missing, 0, 4)])),
+            // Slice lengths count towards the size: 10 bytes of slices, a size of 11.
+            ("/d/short", raw_file(b"short", 11, vec![slice(bundle, 0, 10)])),
+            ("/d/ok", raw_file(b"ok", 10, vec![slice(bundle, 990, 10)])),
+        ],
+    );
+    let rep = run(&fx, &STRUCTURE);
+    let dtree = tree_of(&fx.reader(), &snap, b"/d");
+    let p = only_problem(&rep, &format!("tree {}", dtree.short()));
+    assert!(
+        p.message.contains(&format!(
+            "file \"past_end\": slice of 100 bytes at 950 runs past the end of bundle {} (1000 bytes)",
+            bundle.short()
+        )),
+        "{}",
+        p.message
+    );
+    assert!(
+        p.message.contains("file \"short\": content adds up to 10 bytes, but its size is 11"),
+        "{}",
+        p.message
+    );
+    assert_eq!(p.affects, [format!("snapshot {}: /d", sid.short())]);
+
+    let p = only_problem(&rep, &format!("blob {}", data.short()));
+    assert!(p.message.contains("named as a bundle but indexed as a data blob"), "{}", p.message);
+    assert!(p.affects.contains(&format!("snapshot {}: /e/slice_of_data", sid.short())), "{:?}", p.affects);
+    let p = only_problem(&rep, &format!("blob {}", bundle.short()));
+    assert!(p.message.contains("file content is indexed as a bundle blob"), "{}", p.message);
+    // The bundle itself is fine, but this reference to it is wrong: every file naming it is listed.
+    assert!(p.affects.contains(&format!("snapshot {}: /e/blob_of_bundle", sid.short())), "{:?}", p.affects);
+    let p = only_problem(&rep, &format!("blob {}", missing.short()));
+    assert!(p.message.contains("missing from the index"), "{}", p.message);
+    assert_eq!(p.affects, [format!("snapshot {}: /e/missing", sid.short())]);
+    assert_eq!(rep.problems.len(), 4, "{:#?}", rep.problems);
 }

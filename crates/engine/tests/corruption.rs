@@ -400,7 +400,8 @@ fn walk_users(
         path.extend_from_slice(&node.name.0);
         let shown = format!("snapshot {snap}: {}", String::from_utf8_lossy(&path));
         for item in node.content.iter().flatten() {
-            if let ContentItem::Blob(b) = item {
+            // A bundle is used by every file with a slice of it.
+            if let ContentItem::Blob(b) | ContentItem::Slice { bundle: b, .. } = item {
                 let v = users.entry(*b).or_default();
                 if !v.contains(&shown) {
                     v.push(shown.clone());

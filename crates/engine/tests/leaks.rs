@@ -468,12 +468,13 @@ fn no_object_or_range_the_storage_sees_is_as_long_as_one_blob() {
     // Small packs, so there are many of them and many ranges between them.
     let env = Env::new(1024 * 1024);
     let mut rng = Rng(0x005e_ed0f_5123);
-    // First backup: blobs whose stored length is exactly 2 and 3 read alignments (raw payload
+    // First backup: blobs whose stored length is exactly 17 and 18 read alignments (raw payload
     // of n bytes is n + 1 flag byte + 16 tag bytes), alone in their pack, one at offset 0:
-    // an aligned read of exactly the blob would show its length.
-    let aligned = ["aligned-2", "aligned-3"];
-    std::fs::write(env.src().join(aligned[0]), rng.bytes(2 * 4096 - 17)).unwrap();
-    std::fs::write(env.src().join(aligned[1]), rng.bytes(3 * 4096 - 17)).unwrap();
+    // an aligned read of exactly the blob would show its length. (Above 64 KiB, so each is a
+    // blob of its own, not a slice of a bundle.)
+    let aligned = ["aligned-17", "aligned-18"];
+    std::fs::write(env.src().join(aligned[0]), rng.bytes(17 * 4096 - 17)).unwrap();
+    std::fs::write(env.src().join(aligned[1]), rng.bytes(18 * 4096 - 17)).unwrap();
     let opts = BackupOptions { paths: vec![env.src()], ..Default::default() };
     backup(env.repo(), &opts, &NullReporter).unwrap();
     // Second backup: 150 files from empty to 300 KB, random or text, and three of several

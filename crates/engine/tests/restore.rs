@@ -52,6 +52,13 @@ impl Fx {
         self.w().add(BlobType::Data, bytes).unwrap().0
     }
 
+    /// Store `bytes` as a bundle under a fresh random id.
+    fn bundle(&self, bytes: &[u8]) -> BlobId {
+        let id = BlobId(offsite_crypto::random_bytes::<32>());
+        self.w().add_bundle(id, bytes).unwrap();
+        id
+    }
+
     fn tree(&self, mut nodes: Vec<Node>) -> BlobId {
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         self.w().add(BlobType::Tree, &serde_json::to_vec(&Tree { nodes }).unwrap()).unwrap().0
@@ -1016,4 +1023,169 @@ fn each_pack_is_read_once_and_only_where_needed() {
     let (_, len) = reads[0].1.unwrap();
     assert!(len <= 8192 && len < pack_size / 100, "read {len} bytes of a {pack_size}-byte pack for one blob");
     assert_eq!(len % 4096, 0, "reads are aligned so their length does not reveal the blob's");
+}
+
+/// A file of `size` bytes with exactly this content list.
+fn raw_file(name: &[u8], size: usize, content: Vec<ContentItem>) -> Node {
+    Node { size: size as u64, content: Some(content), ..node(name, NodeKind::File) }
+}
+
+fn slice(bundle: BlobId, offset: usize, length: usize) -> ContentItem {
+    ContentItem::Slice { bundle, offset: offset as u32, length: length as u32 }
+}
+
+/// Each restored file's name (under `/d`) and bytes.
+type Expected = Vec<(&'static str, Vec<u8>)>;
+
+/// Small files as slices of one bundle (one all zeros, one empty), and a file mixing a data
+/// blob, a hole and two slices; returns the repository, the snapshot, the bundle and every
+/// file's expected bytes.
+fn bundled_repo() -> (Repo, Snapshot, BlobId, Expected) {
+    let fx = Fx::new();
+    let mut bundle = noise(40, 700); // a: 0..700
+    bundle.extend(noise(41, 1300)); // b: 700..2000
+    bundle.extend([0u8; 500]); // zeros: 2000..2500
+    bundle.extend(noise(42, 900)); // tail: 2500..3400
+    let id = fx.bundle(&bundle);
+    let big = noise(43, 1000);
+    let blob = fx.data(&big);
+    let mut mixed = big.clone();
+    mixed.extend([0u8; 64]);
+    mixed.extend(&bundle[2600..2900]);
+    mixed.extend(&bundle[600..800]);
+    let want = vec![
+        ("a", bundle[..700].to_vec()),
+        ("b", bundle[700..2000].to_vec()),
+        ("zeros", bundle[2000..2500].to_vec()),
+        ("tail", bundle[2500..].to_vec()),
+        ("empty", Vec::new()),
+        ("mixed", mixed.clone()),
+    ];
+    let snap = fx.snapshot(vec![fx.dir(
+        b"d",
+        vec![
+            raw_file(b"a", 700, vec![slice(id, 0, 700)]),
+            raw_file(b"b", 1300, vec![slice(id, 700, 1300)]),
+            raw_file(b"zeros", 500, vec![slice(id, 2000, 500)]),
+            raw_file(b"tail", 900, vec![slice(id, 2500, 900)]),
+            raw_file(b"empty", 0, vec![slice(id, 3400, 0)]),
+            raw_file(
+                b"mixed",
+                mixed.len(),
+                vec![
+                    ContentItem::Blob(blob),
+                    ContentItem::Hole { hole: 64 },
+                    slice(id, 2600, 300),
+                    slice(id, 600, 200),
+                ],
+            ),
+        ],
+    )]);
+    (fx.finish(&[&snap]), snap, id, want)
+}
+
+/// How many recorded reads covered the bundle's ciphertext (and drop the record).
+fn bundle_reads(reader: &BlobReader, storage: &Counting, bundle: &BlobId) -> usize {
+    let loc = reader.index().get(bundle).unwrap();
+    let pack = reader.index().pack(loc.pack).id.to_hex();
+    let (start, end) = (u64::from(loc.entry.offset), u64::from(loc.entry.offset + loc.entry.length));
+    storage
+        .reads
+        .lock()
+        .drain(..)
+        .filter(|(id, range)| *id == pack && range.is_none_or(|(off, len)| off < end && off + len > start))
+        .count()
+}
+
+#[test]
+fn bundled_files_restore_byte_identical_from_one_read_of_their_bundle() {
+    let (repo, snap, bundle, want) = bundled_repo();
+    assert_eq!(repo.reader.index().get(&bundle).unwrap().entry.ty, BlobType::Bundle);
+    let (reader, storage) = counting_reader(&repo);
+    let t = tempfile::tempdir().unwrap();
+    let s = run_with(&reader, &snap, &RestoreOptions { threads: 4, ..opts(t.path()) });
+    for (name, bytes) in &want {
+        assert_eq!(&fs::read(t.path().join("d").join(name)).unwrap(), bytes, "{name}");
+        assert_eq!(mtime_of(&t.path().join("d").join(name)), MTIME, "{name}");
+    }
+    assert_eq!(s.files, 6);
+    // Written: every slice but the all-zero one (left to the file's length), and the blob.
+    assert_eq!(s.bytes_written, 700 + 1300 + 900 + 1000 + 300 + 200);
+    // Five files and six slices name the bundle: it is fetched once.
+    assert_eq!(bundle_reads(&reader, &storage, &bundle), 1);
+    no_temp_files(t.path());
+}
+
+#[test]
+fn rerun_if_changed_skips_bundled_files_and_rewrites_a_changed_one() {
+    let (repo, snap, bundle, want) = bundled_repo();
+    let (reader, storage) = counting_reader(&repo);
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("d");
+    run_with(&reader, &snap, &opts(t.path()));
+    storage.reads.lock().clear();
+
+    let again = run_with(&reader, &snap, &RestoreOptions { threads: 4, ..opts(t.path()) });
+    assert_eq!((again.files, again.files_skipped, again.bytes_written), (0, 6, 0));
+    // Comparing five files' slices read the bundle once (the decisions share it).
+    assert_eq!(bundle_reads(&reader, &storage, &bundle), 1);
+
+    // Same size and mtime, other bytes: in a slice-only file, and in a slice of the mixed one.
+    for (name, at) in [("b", 5), ("mixed", 1000 + 64 + 10)] {
+        let mut changed = want.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+        changed[at] ^= 1;
+        fs::write(d.join(name), &changed).unwrap();
+        filetime::set_file_mtime(d.join(name), filetime::FileTime::from_unix_time(MTIME.0, MTIME.1)).unwrap();
+    }
+    let fixed = run_with(&reader, &snap, &opts(t.path()));
+    assert_eq!((fixed.files, fixed.files_skipped, fixed.bytes_written), (2, 4, 1300 + 1500));
+    for (name, bytes) in &want {
+        assert_eq!(&fs::read(d.join(name)).unwrap(), bytes, "{name}");
+    }
+    no_temp_files(t.path());
+}
+
+#[test]
+fn slices_and_blobs_naming_the_wrong_blob_or_bytes_fail_their_file() {
+    let fx = Fx::new();
+    let bundle_bytes = noise(50, 3000);
+    let bundle = fx.bundle(&bundle_bytes);
+    let data = fx.data(&noise(51, 800));
+    let snap = fx.snapshot(vec![
+        raw_file(b"past_end", 500, vec![slice(bundle, 2600, 500)]),
+        raw_file(
+            b"far_past_end",
+            2 * u32::MAX as usize,
+            vec![ContentItem::Slice { bundle, offset: u32::MAX, length: u32::MAX }],
+        ),
+        raw_file(b"slice_of_data", 10, vec![slice(data, 0, 10)]),
+        raw_file(b"blob_of_bundle", 3000, vec![ContentItem::Blob(bundle)]),
+        raw_file(b"missing_bundle", 4, vec![slice(BlobId([9; 32]), 0, 4)]),
+        raw_file(b"ok", 100, vec![slice(bundle, 2900, 100)]),
+    ]);
+    let repo = fx.finish(&[&snap]);
+    let t = tempfile::tempdir().unwrap();
+    let s = restore(&repo.reader, &snap, &opts(t.path()), &NullReporter).unwrap();
+    let mut errors = s.errors.clone();
+    errors.sort();
+    let names: Vec<&str> = errors.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(
+        names,
+        ["/blob_of_bundle", "/far_past_end", "/missing_bundle", "/past_end", "/slice_of_data"],
+        "{errors:?}"
+    );
+    for (path, msg) in &errors {
+        assert!(!msg.contains('\n'), "{path}: {msg}");
+        let named = match path.as_str() {
+            "/slice_of_data" => data.short(),
+            "/missing_bundle" => BlobId([9; 32]).short(),
+            _ => bundle.short(),
+        };
+        assert!(msg.contains(&named), "{path}: {msg}");
+    }
+    assert!(errors[0].1.contains("indexed as a bundle blob"), "{errors:?}");
+    assert!(errors[3].1.contains("runs past the end"), "{errors:?}");
+    assert!(errors[4].1.contains("indexed as a data blob"), "{errors:?}");
+    assert_eq!(listing(t.path()), vec![PathBuf::from("ok")]);
+    assert_eq!(fs::read(t.path().join("ok")).unwrap(), &bundle_bytes[2900..]);
 }

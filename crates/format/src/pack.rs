@@ -32,14 +32,19 @@ const HEADER_NONCE: u64 = u64::MAX;
 /// Most blobs one pack may list (bounds header decoding).
 pub const MAX_PACK_BLOBS: usize = 1 << 20;
 
-/// Data blobs hold file content; tree blobs hold directory listings. Kept in separate packs.
+/// Data blobs hold file content; tree blobs hold directory listings; bundle blobs hold the
+/// contents of several small files end to end. Trees are kept in packs of their own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum BlobType {
-    /// a chunk of file content
+    /// a chunk of file content; its id is the keyed hash of its plaintext
     Data,
-    /// a serialized [`crate::Tree`]
+    /// a serialized [`crate::Tree`]; its id is the keyed hash of its plaintext
     Tree,
+    /// small files' contents end to end, referenced by [`crate::ContentItem::Slice`]; its id is
+    /// random, chosen when the bundle is opened (so files can name it before it is full), and
+    /// bound to the plaintext by the AEAD's associated data alone
+    Bundle,
 }
 
 impl BlobType {
@@ -47,14 +52,21 @@ impl BlobType {
         match self {
             Self::Data => 0,
             Self::Tree => 1,
+            Self::Bundle => 2,
         }
     }
     fn from_u8(b: u8) -> Option<Self> {
         match b {
             0 => Some(Self::Data),
             1 => Some(Self::Tree),
+            2 => Some(Self::Bundle),
             _ => None,
         }
+    }
+
+    /// Whether the blob's id is the keyed hash of its plaintext (checked on every read).
+    pub fn content_addressed(self) -> bool {
+        self != Self::Bundle
     }
 }
 
@@ -280,14 +292,15 @@ impl BlobOpener {
     }
 
     /// Authenticate and decrypt one blob's ciphertext, decompress it (bounded by the recorded
-    /// length) and check that its keyed hash equals its id. Returns the plaintext.
+    /// length) and check that its keyed hash equals its id (bundles excepted: their id is
+    /// random, and the AEAD binds it). Returns the plaintext.
     pub fn open(&self, keys: &KeySet, e: &PackEntry, ciphertext: &[u8]) -> Result<Vec<u8>, FormatError> {
         let payload = self
             .aead
             .open(&counter_nonce(u64::from(e.nonce)), &blob_ad(e.ty, &e.id), ciphertext)
             .map_err(|_| FormatError::Auth)?;
         let plain = crate::compress::decompress_payload(&payload, e.raw_length as usize)?;
-        if keys.blob_id(&plain) != e.id.0 {
+        if e.ty.content_addressed() && keys.blob_id(&plain) != e.id.0 {
             return Err(FormatError::IdMismatch);
         }
         Ok(plain)
@@ -346,5 +359,34 @@ mod tests {
         for cut in [0, 10, TRAILER_LEN, p.bytes.len() - 1] {
             assert!(decode_pack(&keys, &p.bytes[..cut]).is_err());
         }
+    }
+
+    #[test]
+    fn a_bundle_is_bound_to_its_random_id_by_the_aead_alone() {
+        let keys = KeySet::generate();
+        let mut b = PackBuilder::new(&keys.public_key());
+        let data = b"small file one\nsmall file two\n".to_vec();
+        let id = BlobId([0x5a; 32]); // not the keyed hash of `data`
+        b.add(BlobType::Bundle, id, compress_payload(&data, 3), data.len() as u32);
+        let p = b.finish();
+        let (eph, entries) = decode_pack(&keys, &p.bytes).unwrap();
+        assert_eq!(entries[0].ty, BlobType::Bundle, "type byte 2 decodes as a bundle");
+        let opener = BlobOpener::new(&keys, &eph).unwrap();
+        let e = entries[0];
+        let ct = &p.bytes[e.offset as usize..(e.offset + e.length) as usize];
+        assert_eq!(opener.open(&keys, &e, ct).unwrap(), data);
+        // The same bytes named as a data blob, or under another id, do not authenticate.
+        for forged in [PackEntry { ty: BlobType::Data, ..e }, PackEntry { id: BlobId([0x5b; 32]), ..e }] {
+            assert!(matches!(opener.open(&keys, &forged, ct), Err(FormatError::Auth)));
+        }
+        // A data blob whose id is not its keyed hash is refused even though it authenticates.
+        let mut b = PackBuilder::new(&keys.public_key());
+        b.add(BlobType::Data, id, compress_payload(&data, 3), data.len() as u32);
+        let p = b.finish();
+        let (eph, entries) = decode_pack(&keys, &p.bytes).unwrap();
+        let e = entries[0];
+        let ct = &p.bytes[e.offset as usize..(e.offset + e.length) as usize];
+        let opener = BlobOpener::new(&keys, &eph).unwrap();
+        assert!(matches!(opener.open(&keys, &e, ct), Err(FormatError::IdMismatch)));
     }
 }

@@ -99,16 +99,26 @@ pub enum NodeKind {
     Socket,
 }
 
-/// One piece of a file's content: a blob id, or a run of zero bytes stored as a hole.
+/// One piece of a file's content: a blob id, a run of zero bytes stored as a hole, or a slice
+/// of a bundle blob (small files).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ContentItem {
-    /// the blob holding the next bytes
+    /// the data blob holding the next bytes
     Blob(BlobId),
     /// `hole` zero bytes (a sparse region)
     Hole {
         /// length of the hole
         hole: u64,
+    },
+    /// `length` bytes at `offset` in the plaintext of the bundle blob `bundle`
+    Slice {
+        /// id of a blob of type [`crate::BlobType::Bundle`]
+        bundle: BlobId,
+        /// where the bytes start in the bundle's plaintext
+        offset: u32,
+        /// how many bytes
+        length: u32,
     },
 }
 
@@ -275,4 +285,34 @@ pub struct Lock {
     pub pid: u32,
     /// exclusive (prune) or shared
     pub exclusive: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn content_items_have_the_json_of_format_md_section_8() {
+        let items = vec![
+            ContentItem::Blob(BlobId([0xab; 32])),
+            ContentItem::Hole { hole: 4096 },
+            ContentItem::Slice { bundle: BlobId([0x01; 32]), offset: 70_000, length: 12 },
+        ];
+        let json = serde_json::to_string(&items).unwrap();
+        let want = format!(
+            "[\"{}\",{{\"hole\":4096}},{{\"bundle\":\"{}\",\"offset\":70000,\"length\":12}}]",
+            "ab".repeat(32),
+            "01".repeat(32)
+        );
+        assert_eq!(json, want);
+        assert_eq!(serde_json::from_str::<Vec<ContentItem>>(&json).unwrap(), items);
+        // A slice past u32, or missing a field, is not a content item.
+        for bad in [
+            format!("[{{\"bundle\":\"{}\",\"offset\":4294967296,\"length\":1}}]", "01".repeat(32)),
+            format!("[{{\"bundle\":\"{}\",\"offset\":1}}]", "01".repeat(32)),
+        ] {
+            assert!(serde_json::from_str::<Vec<ContentItem>>(&bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -110,7 +110,11 @@ fn node(name: &[u8], kind: NodeKind) -> Node {
 fn tree() -> Tree {
     let mut file = node(b"a.txt", NodeKind::File);
     file.size = 4100;
-    file.content = Some(vec![ContentItem::Blob(BlobId([1; 32])), ContentItem::Hole { hole: 4096 }]);
+    file.content = Some(vec![
+        ContentItem::Blob(BlobId([1; 32])),
+        ContentItem::Hole { hole: 4096 },
+        ContentItem::Slice { bundle: BlobId([5; 32]), offset: 9, length: 4 },
+    ]);
     file.xattrs = vec![Xattr { name: RawBytes(b"user.x".to_vec()), value: RawBytes(vec![0, 255]) }];
     file.links = 2;
     file.inode = 7;

@@ -33,18 +33,24 @@ const HEADER: &[u8] = b"offsite pack journal 1\n";
 /// Records above this are not believed (a pack entry is a few KiB; 64 MiB is far above any).
 const MAX_RECORD: usize = 64 << 20;
 
-/// An open, locked pack journal.
+/// A local, locked, append-only file of checksummed records after a header line: the frame of
+/// the pack journal, and of the engine's bundle log. Record: `u32 LE length ‖ SHA-256(body) ‖
+/// body`. Appends are single unsynced `write` calls: a lost or torn record is only work done
+/// again, and reading stops at the first record that is short or fails its checksum.
 #[derive(Debug)]
-pub struct PackJournal {
+pub struct RecordLog {
     path: PathBuf,
-    /// the journal file, locked (`flock`) until dropped
+    header: &'static [u8],
+    /// the file, locked (`flock`) until dropped
     file: Flock<File>,
 }
 
-impl PackJournal {
-    /// Open (or create) the journal at `path` and lock it. Returns the journal and the packs it
-    /// lists, or `None` when another process holds it.
-    pub fn open(path: &Path) -> RepoResult<Option<(PackJournal, Vec<IndexPack>)>> {
+impl RecordLog {
+    /// Open (or create) the log at `path` with this header line and lock it. Returns the log
+    /// and the bodies of its intact records (none if the header differs), or `None` when
+    /// another process holds it. The file is left as read: call [`RecordLog::rewrite`] to
+    /// keep only some records.
+    pub fn open(path: &Path, header: &'static [u8]) -> RepoResult<Option<(RecordLog, Vec<Vec<u8>>)>> {
         let err = |source| RepoError::Cache { path: path.display().to_string(), source };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
@@ -58,24 +64,21 @@ impl PackJournal {
         };
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(err)?;
-        let packs = decode(&bytes);
-        let mut journal = PackJournal { path: path.to_path_buf(), file };
-        journal.rewrite(&packs)?;
-        Ok(Some((journal, packs)))
+        let bodies = decode_records(&bytes, header).into_iter().map(<[u8]>::to_vec).collect();
+        Ok(Some((RecordLog { path: path.to_path_buf(), header, file }, bodies)))
     }
 
-    /// Add a stored pack. The record is written with one `write` call and not synced: a lost
-    /// or torn record only means the pack is uploaded again.
-    pub fn append(&mut self, pack: &IndexPack) -> RepoResult<()> {
-        let record = encode_record(pack);
+    /// Append one record.
+    pub fn append(&mut self, body: &[u8]) -> RepoResult<()> {
+        let record = encode_record(body);
         self.file.seek(SeekFrom::End(0)).and_then(|_| self.file.write_all(&record)).map_err(|e| self.err(e))
     }
 
-    /// Replace the journal's contents with these packs (after an index object named the rest).
-    pub fn rewrite(&mut self, packs: &[IndexPack]) -> RepoResult<()> {
-        let mut bytes = HEADER.to_vec();
-        for p in packs {
-            bytes.extend_from_slice(&encode_record(p));
+    /// Replace the log's records with these.
+    pub fn rewrite<'b>(&mut self, bodies: impl IntoIterator<Item = &'b [u8]>) -> RepoResult<()> {
+        let mut bytes = self.header.to_vec();
+        for b in bodies {
+            bytes.extend_from_slice(&encode_record(b));
         }
         let f = &mut self.file;
         f.set_len(0)
@@ -89,21 +92,20 @@ impl PackJournal {
     }
 }
 
-fn encode_record(pack: &IndexPack) -> Vec<u8> {
-    let body = serde_json::to_vec(pack).unwrap_or_default();
+fn encode_record(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + 32 + body.len());
     out.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_le_bytes());
-    out.extend_from_slice(&offsite_crypto::sha256(&body));
-    out.extend_from_slice(&body);
+    out.extend_from_slice(&offsite_crypto::sha256(body));
+    out.extend_from_slice(body);
     out
 }
 
-/// The packs of a journal's bytes, up to the first damaged or torn record. A file without the
-/// header (empty, or another format) lists nothing.
-pub fn decode(bytes: &[u8]) -> Vec<IndexPack> {
-    let mut packs = Vec::new();
-    let Some(mut rest) = bytes.strip_prefix(HEADER) else {
-        return packs;
+/// The record bodies of a log's bytes, up to the first damaged or torn record. A file without
+/// the header (empty, or another format) has none.
+fn decode_records<'b>(bytes: &'b [u8], header: &[u8]) -> Vec<&'b [u8]> {
+    let mut out = Vec::new();
+    let Some(mut rest) = bytes.strip_prefix(header) else {
+        return out;
     };
     while rest.len() >= 36 {
         let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
@@ -114,13 +116,50 @@ pub fn decode(bytes: &[u8]) -> Vec<IndexPack> {
         if offsite_crypto::sha256(body) != sum {
             break;
         }
-        match serde_json::from_slice::<IndexPack>(body) {
-            Ok(p) => packs.push(p),
-            Err(_) => break,
-        }
+        out.push(body);
         rest = &rest[36 + len..];
     }
-    packs
+    out
+}
+
+/// An open, locked pack journal.
+#[derive(Debug)]
+pub struct PackJournal(RecordLog);
+
+impl PackJournal {
+    /// Open (or create) the journal at `path` and lock it. Returns the journal and the packs it
+    /// lists, or `None` when another process holds it.
+    pub fn open(path: &Path) -> RepoResult<Option<(PackJournal, Vec<IndexPack>)>> {
+        let Some((log, bodies)) = RecordLog::open(path, HEADER)? else { return Ok(None) };
+        let packs = parse(bodies.iter().map(Vec::as_slice));
+        let mut journal = PackJournal(log);
+        journal.rewrite(&packs)?;
+        Ok(Some((journal, packs)))
+    }
+
+    /// Add a stored pack. The record is written with one `write` call and not synced: a lost
+    /// or torn record only means the pack is uploaded again.
+    pub fn append(&mut self, pack: &IndexPack) -> RepoResult<()> {
+        self.0.append(&serde_json::to_vec(pack).unwrap_or_default())
+    }
+
+    /// Replace the journal's contents with these packs (after an index object named the rest).
+    pub fn rewrite(&mut self, packs: &[IndexPack]) -> RepoResult<()> {
+        let bodies: Vec<Vec<u8>> = packs.iter().map(|p| serde_json::to_vec(p).unwrap_or_default()).collect();
+        self.0.rewrite(bodies.iter().map(Vec::as_slice))
+    }
+}
+
+/// The packs of record bodies, up to the first that is not a pack entry.
+fn parse<'b>(bodies: impl IntoIterator<Item = &'b [u8]>) -> Vec<IndexPack> {
+    bodies.into_iter().map_while(|b| serde_json::from_slice::<IndexPack>(b).ok()).collect()
+}
+
+/// The packs of a journal's bytes, up to the first damaged or torn record. A file without the
+/// header (empty, or another format) lists nothing.
+#[cfg(test)]
+fn decode(bytes: &[u8]) -> Vec<IndexPack> {
+    parse(decode_records(bytes, HEADER))
 }
 
 #[cfg(test)]
@@ -177,13 +216,13 @@ mod tests {
     fn a_torn_or_damaged_record_ends_the_list_and_nothing_after_it_is_believed() {
         let mut bytes = HEADER.to_vec();
         for n in 1..=3 {
-            bytes.extend_from_slice(&encode_record(&pack(n)));
+            bytes.extend_from_slice(&encode_record(&serde_json::to_vec(&pack(n)).unwrap_or_default()));
         }
         assert_eq!(decode(&bytes).len(), 3);
         // Every truncation keeps exactly the whole records before the cut.
         let ends: Vec<usize> = (1..=3)
             .scan(HEADER.len(), |at, n| {
-                *at += encode_record(&pack(n)).len();
+                *at += encode_record(&serde_json::to_vec(&pack(n)).unwrap_or_default()).len();
                 Some(*at)
             })
             .collect();

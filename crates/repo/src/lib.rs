@@ -27,7 +27,7 @@ mod writer;
 pub use cache::{read_optional, write_unsynced, CacheSetting};
 pub use error::{RepoError, RepoResult};
 pub use index::{BlobLocation, Index, PackInfo};
-pub use journal::{PackJournal, JOURNAL_FILE};
+pub use journal::{PackJournal, RecordLog, JOURNAL_FILE};
 pub use reader::{read_range, BlobReader, READ_ALIGN};
 pub use repository::{InitOptions, KeyInfo, Repository};
 pub use select::{parse_selector, select, snapshot_time, Selector, SnapshotFilter};

@@ -276,13 +276,16 @@ fn a_tree_blob_never_opens_as_data_nor_data_as_tree() {
     let r = new_repo(SMALL);
     let writer = BlobWriter::new(r.repo.clone(), Arc::new(Index::default()), WriterOptions::default());
     store_file(&writer, &noise(1, 200_000));
+    for i in 0..3u8 {
+        writer.add_bundle(offsite_format::BlobId([i; 32]), &noise(u64::from(i) + 7, 5000)).unwrap();
+    }
     for i in 0..40u32 {
         let tree = format!(r#"{{"nodes":[{{"name":"{}","type":"file","size":{i}}}]}}"#, "ZmlsZQ==");
         writer.add(BlobType::Tree, tree.as_bytes()).unwrap();
     }
     writer.finish().unwrap();
     let keys = r.repo.keys();
-    let mut checked = [0u32; 2];
+    let mut checked = [0u32; 3];
     for (id, _) in r.storage.list(ObjectKind::Data).unwrap() {
         let bytes = r.storage.read(ObjectKind::Data, &id, None).unwrap();
         let (eph, entries) = decode_pack(keys, &bytes).unwrap();
@@ -290,21 +293,23 @@ fn a_tree_blob_never_opens_as_data_nor_data_as_tree() {
         for e in entries {
             let ct = &bytes[e.offset as usize..(e.offset + e.length) as usize];
             opener.open(keys, &e, ct).unwrap();
-            let mut other = e;
-            other.ty = match e.ty {
-                BlobType::Data => BlobType::Tree,
-                BlobType::Tree => BlobType::Data,
-            };
-            assert!(
-                matches!(opener.open(keys, &other, ct), Err(FormatError::Auth)),
-                "{:?} as {:?}",
-                e.ty,
-                other.ty
-            );
-            checked[usize::from(e.ty == BlobType::Tree)] += 1;
+            for ty in [BlobType::Data, BlobType::Tree, BlobType::Bundle].into_iter().filter(|t| *t != e.ty) {
+                let other = offsite_format::PackEntry { ty, ..e };
+                assert!(
+                    matches!(opener.open(keys, &other, ct), Err(FormatError::Auth)),
+                    "{:?} as {:?}",
+                    e.ty,
+                    other.ty
+                );
+            }
+            checked[match e.ty {
+                BlobType::Data => 0,
+                BlobType::Tree => 1,
+                BlobType::Bundle => 2,
+            }] += 1;
         }
     }
-    assert!(checked[0] > 5 && checked[1] == 40, "{checked:?}");
+    assert!(checked[0] > 5 && checked[1] == 40 && checked[2] == 3, "{checked:?}");
 
     // Through the reader, with an index relabelled by someone holding the index key (a
     // backup-only key can write index objects): a tree listed as data is read as data and
@@ -320,7 +325,7 @@ fn a_tree_blob_never_opens_as_data_nor_data_as_tree() {
                 let mut e = l.entry;
                 e.ty = match e.ty {
                     BlobType::Data => BlobType::Tree,
-                    BlobType::Tree => BlobType::Data,
+                    BlobType::Tree | BlobType::Bundle => BlobType::Data,
                 };
                 e
             })

@@ -44,7 +44,11 @@ fn node(name: &str, kind: NodeKind) -> Node {
 fn tree() -> Tree {
     let mut file = node("a.txt", NodeKind::File);
     file.size = 4100;
-    file.content = Some(vec![ContentItem::Blob(BlobId([1; 32])), ContentItem::Hole { hole: 4096 }]);
+    file.content = Some(vec![
+        ContentItem::Blob(BlobId([1; 32])),
+        ContentItem::Hole { hole: 4096 },
+        ContentItem::Slice { bundle: BlobId([3; 32]), offset: 70_000, length: 4 },
+    ]);
     file.xattrs = vec![Xattr { name: RawBytes(b"user.x".to_vec()), value: RawBytes(vec![0, 255]) }];
     file.inode = 12;
     file.dev = 2049;
@@ -160,19 +164,26 @@ fn main() {
 
     let (data_pack, data_idx) = pack(BlobType::Data, 3);
     let (tree_pack, tree_idx) = pack(BlobType::Tree, 1);
+    let (bundle_pack, bundle_idx) = pack(BlobType::Bundle, 2);
     write("pack", "data", &data_pack);
     write("pack", "tree", &tree_pack);
+    write("pack", "bundle", &bundle_pack);
     write("index_json", "data", &json(&data_idx));
     write("index_json", "tree", &json(&tree_idx));
+    write("index_json", "bundle", &json(&bundle_idx));
 
     // Header plaintexts: blob area length, count, entries, zero padding (as PackBuilder lays out).
-    for (name, idx) in [("data", &data_idx), ("tree", &tree_idx)] {
+    for (name, idx) in [("data", &data_idx), ("tree", &tree_idx), ("bundle", &bundle_idx)] {
         let entries = &idx.packs[0].blobs;
         let area: u32 = entries.iter().map(|e| e.length).sum();
         let mut h = area.to_le_bytes().to_vec();
         h.extend_from_slice(&(entries.len() as u32).to_le_bytes());
         for e in entries {
-            h.push(u8::from(e.ty == BlobType::Tree));
+            h.push(match e.ty {
+                BlobType::Data => 0,
+                BlobType::Tree => 1,
+                BlobType::Bundle => 2,
+            });
             h.extend_from_slice(&e.id.0);
             for v in [e.offset, e.length, e.raw_length, e.nonce] {
                 h.extend_from_slice(&v.to_le_bytes());
@@ -182,14 +193,16 @@ fn main() {
         write("pack_header_plaintext", name, &h);
     }
 
-    // Blobs: flags (bit 1 seal, bit 2 id of the payload after its flag), raw length, nonce, payload.
+    // Blobs: flags (bit 1 seal, bit 2 id of the payload after its flag, bit 4 bundle), raw length,
+    // nonce, payload.
     let text = b"hello hello hello hello hello hello hello hello".repeat(20);
     for (name, flags, payload) in [
         ("raw", 6u8, compress_payload(b"raw bytes", 0)),
         ("zstd", 2u8, compress_payload(&text, 3)),
         ("tree_raw", 7u8, compress_payload(b"{\"nodes\":[]}", 0)),
+        ("bundle_zstd", 18u8, compress_payload(&text, 3)),
     ] {
-        let raw = if name == "zstd" { text.len() } else { payload.len() - 1 } as u32;
+        let raw = if name.ends_with("zstd") { text.len() } else { payload.len() - 1 } as u32;
         let mut b = vec![flags];
         b.extend_from_slice(&raw.to_le_bytes());
         b.extend_from_slice(&1u32.to_le_bytes());

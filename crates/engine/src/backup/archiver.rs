@@ -1,5 +1,12 @@
 //! The archiver: walks directories in parallel (rayon), reuses unchanged files from the files
 //! cache, chunks and stores the rest, and stores one tree per directory, bottom-up.
+//!
+//! Small files (under [`BUNDLE_FILE_MAX`]) are not chunked: their contents are appended to an
+//! open bundle, and the file's content is a slice of it. A bundle gets a random id when it is
+//! opened, so a file can name it at once, before the bundle is full and stored, and the tree
+//! holding the file never waits. Compressed together, 50,000 small text files take 38% less
+//! space than one by one (docs/PERFORMANCE.md); the price is that two equal small files read
+//! by different backups are stored twice (docs/FORMAT.md §8.2).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -16,6 +23,7 @@ use offsite_repo::{BlobWriter, Index};
 use parking_lot::Mutex;
 use rayon::prelude::*;
 
+use super::bundlelog::{BundleLog, Logged, Member};
 use super::excludes::Excludes;
 use super::filecache::{CacheEntry, FilesCache};
 use super::source::{kind_of, node_from, Owners, Stat};
@@ -24,6 +32,25 @@ use crate::events::{display_path, Event, Reporter};
 
 /// Bytes read from a file per step; chunks of one step are stored in parallel.
 const SEGMENT: usize = 4 * 1024 * 1024;
+/// Files smaller than this (and not sparse) go into bundles instead of blobs of their own.
+pub const BUNDLE_FILE_MAX: u64 = 64 * 1024;
+/// A bundle is stored once it holds at least this many bytes (4 MiB bundles of the
+/// benchmark's small files compress 2.7% better than 2 MiB ones; restoring one small file
+/// reads its whole bundle).
+const BUNDLE_TARGET: usize = 4 * 1024 * 1024;
+
+/// A bundle being filled: its (random) id, the contents appended so far, and per file its
+/// keyed content id, offset and length (for the bundle log).
+struct OpenBundle {
+    id: BlobId,
+    data: Vec<u8>,
+    members: Vec<Member>,
+}
+
+/// Open bundles, one per thread filling one at a time (a thread takes one out of the pool,
+/// appends a file, and puts it back unless it is full).
+#[derive(Default)]
+pub struct Bundles(Mutex<Vec<OpenBundle>>);
 
 /// Live counters of a backup.
 #[derive(Debug, Default)]
@@ -56,6 +83,12 @@ pub struct Archiver<'a, 'c> {
     pub reporter: &'a dyn Reporter,
     pub counters: Counters,
     pub errors: Mutex<Vec<(String, String)>>,
+    /// bundles being filled with small files
+    pub bundles: Bundles,
+    /// slices an interrupted backup stored, by content id (from the bundle log)
+    pub logged: Logged,
+    /// where this backup logs its bundles (none: not logged)
+    pub bundle_log: Mutex<Option<BundleLog>>,
 }
 
 /// The backed-up paths as a trie from `/`: intermediate directories are included with their own
@@ -94,9 +127,64 @@ impl<'c> Archiver<'_, 'c> {
         Ok(self.writer.add(BlobType::Tree, &json)?.0)
     }
 
-    /// Store the root tree (`/`) for the selected paths.
+    /// Store the root tree (`/`) for the selected paths, then every bundle still open (the
+    /// trees name them; the snapshot must not be written before they are stored).
     pub fn root(&self, roots: &Roots) -> EngineResult<BlobId> {
-        self.partial_dir(Path::new("/"), roots)
+        let tree = self.partial_dir(Path::new("/"), roots);
+        let open = std::mem::take(&mut *self.bundles.0.lock());
+        for b in open.into_iter().filter(|b| !b.data.is_empty()) {
+            self.store_bundle(&b)?;
+        }
+        tree
+    }
+
+    /// Log a full bundle (see [`BundleLog`]), then store it.
+    fn store_bundle(&self, b: &OpenBundle) -> offsite_repo::RepoResult<()> {
+        let mut log = self.bundle_log.lock();
+        if log.as_mut().is_some_and(|l| l.append(&b.id, &b.members).is_err()) {
+            *log = None; // a rerun stores these files again; the backup itself goes on
+        }
+        drop(log);
+        self.writer.add_bundle(b.id, &b.data)
+    }
+
+    /// Append a small file's content to an open bundle; returns the slice naming it. Content
+    /// an interrupted backup already stored (the bundle log) is not stored again.
+    fn bundle(&self, data: &[u8]) -> Result<ContentItem, ReadFail> {
+        let length =
+            u32::try_from(data.len()).map_err(|_| ReadFail::Source(std::io::Error::other("too large")))?;
+        let content_id = self.writer.blob_id(data).0;
+        if let Some(item @ ContentItem::Slice { length: l, .. }) = self.logged.get(&content_id) {
+            if *l == length {
+                return Ok(item.clone());
+            }
+        }
+        let mut b = self.bundles.0.lock().pop().unwrap_or_else(|| OpenBundle {
+            id: BlobId(offsite_crypto::random_bytes()),
+            data: Vec::new(),
+            members: Vec::new(),
+        });
+        let offset = u32::try_from(b.data.len()).expect("a bundle is stored before it reaches 4 GiB");
+        b.data.extend_from_slice(data);
+        b.members.push((content_id, offset, length));
+        let item = ContentItem::Slice { bundle: b.id, offset, length };
+        if b.data.len() >= BUNDLE_TARGET {
+            self.store_bundle(&b).map_err(|e| ReadFail::Repo(e.into()))?;
+        } else {
+            self.bundles.0.lock().push(b);
+        }
+        Ok(item)
+    }
+
+    /// Read a small file whole (at most `len` bytes) and bundle it. Returns content and size.
+    fn read_small(&self, r: &mut dyn Read, len: u64) -> Result<(Vec<ContentItem>, u64), ReadFail> {
+        let mut data = Vec::with_capacity(len as usize);
+        r.take(len).read_to_end(&mut data).map_err(ReadFail::Source)?;
+        self.counters.bytes_read.fetch_add(data.len() as u64, Ordering::Relaxed);
+        if data.is_empty() {
+            return Ok((Vec::new(), 0));
+        }
+        Ok((vec![self.bundle(&data)?], data.len() as u64))
     }
 
     fn partial_dir(&self, dir: &Path, roots: &Roots) -> EngineResult<BlobId> {
@@ -285,6 +373,8 @@ impl<'c> Archiver<'_, 'c> {
         };
         let read = if before.blocks() * 512 < before.len() {
             self.read_sparse(&mut f, before.len())
+        } else if before.len() < BUNDLE_FILE_MAX {
+            self.read_small(&mut f, before.len())
         } else {
             // At most the size it had when opened: a file growing faster than it is read
             // would otherwise keep the backup reading (the growth is reported below).

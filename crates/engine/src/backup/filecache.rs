@@ -109,8 +109,9 @@ impl FilesCache {
     /// The remembered entry for `path`, if its stat matches and all its blobs are still indexed.
     pub fn lookup(&self, path: &[u8], meta: &Stat, index: &Index) -> Option<(&[u8], &CacheEntry)> {
         let (key, e) = self.old.get_key_value(path)?;
-        let all_present = e.content.iter().all(|c| {
-            matches!(c, ContentItem::Hole { .. }) || matches!(c, ContentItem::Blob(id) if index.contains(id))
+        let all_present = e.content.iter().all(|c| match c {
+            ContentItem::Hole { .. } => true,
+            ContentItem::Blob(id) | ContentItem::Slice { bundle: id, .. } => index.contains(id),
         });
         (e.matches(meta) && all_present).then_some((key.as_slice(), e))
     }
@@ -232,6 +233,12 @@ fn encode_body(roots: &[Vec<u8>], entries: &[(&[u8], &CacheEntry)]) -> Vec<u8> {
                     out.push(1);
                     out.extend_from_slice(&hole.to_le_bytes());
                 }
+                ContentItem::Slice { bundle, offset, length } => {
+                    out.push(2);
+                    out.extend_from_slice(&bundle.0);
+                    out.extend_from_slice(&offset.to_le_bytes());
+                    out.extend_from_slice(&length.to_le_bytes());
+                }
             }
         }
         out.extend_from_slice(&(e.xattrs.len() as u64).to_le_bytes());
@@ -257,6 +264,9 @@ impl<'a> Cursor<'a> {
     }
     fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
     }
     fn i64(&mut self) -> Option<i64> {
         Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
@@ -312,6 +322,7 @@ fn decode(file: &[u8]) -> Option<Decoded> {
             content.push(match c.u8()? {
                 0 => ContentItem::Blob(BlobId(c.id32()?)),
                 1 => ContentItem::Hole { hole: c.u64()? },
+                2 => ContentItem::Slice { bundle: BlobId(c.id32()?), offset: c.u32()?, length: c.u32()? },
                 _ => return None,
             });
         }
@@ -336,7 +347,11 @@ mod tests {
             mtime: (1_700_000_000, 5),
             ctime: (-3, 999_999_999),
             inode: 77 + u64::from(i),
-            content: vec![ContentItem::Blob(BlobId([i; 32])), ContentItem::Hole { hole: 1 << 40 }],
+            content: vec![
+                ContentItem::Blob(BlobId([i; 32])),
+                ContentItem::Hole { hole: 1 << 40 },
+                ContentItem::Slice { bundle: BlobId([!i; 32]), offset: u32::MAX - u32::from(i), length: 7 },
+            ],
             xattrs: vec![Xattr { name: RawBytes(b"user.a".to_vec()), value: RawBytes(vec![0, 255, i]) }],
         }
     }

@@ -2,6 +2,7 @@
 //! pack -> upload; trees built bottom-up; the snapshot written last.
 
 mod archiver;
+mod bundlelog;
 pub mod excludes;
 mod filecache;
 mod source;
@@ -125,6 +126,13 @@ pub fn backup(
             ..Default::default()
         },
     );
+    // After the writer adopted the journaled packs: their bundles count as stored.
+    let (bundle_log, logged) = match repo.cache_dir().filter(|_| !opts.dry_run) {
+        Some(dir) => {
+            bundlelog::BundleLog::open(dir, &index).map_or((None, Default::default()), |(l, m)| (Some(l), m))
+        }
+        None => (None, Default::default()),
+    };
     let archiver = Archiver {
         writer: &writer,
         index: &index,
@@ -140,6 +148,9 @@ pub fn backup(
         reporter,
         counters: Counters::default(),
         errors: Mutex::new(Vec::new()),
+        bundles: Default::default(),
+        logged,
+        bundle_log: Mutex::new(bundle_log),
     };
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -160,7 +171,7 @@ pub fn backup(
         done.store(true, Ordering::Relaxed);
         r
     });
-    let Archiver { new_cache, hits, errors, counters: c, itemize, .. } = archiver;
+    let Archiver { new_cache, hits, errors, counters: c, itemize, bundle_log, .. } = archiver;
     let tree = match tree {
         Ok(t) => t,
         Err(e) => {
@@ -218,6 +229,10 @@ pub fn backup(
     let id = repo.save_snapshot(&snapshot)?;
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "backup: snapshot stored");
     cache.save(new_cache, &hits, &root_bytes, Some(id))?;
+    // The files cache names the logged slices now (a log left full only costs a lookup).
+    if let Some(mut log) = bundle_log.into_inner() {
+        let _ = log.clear();
+    }
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "backup: files cache saved");
     Ok(BackupOutcome { id: Some(id), snapshot, errors })
 }

@@ -1,6 +1,8 @@
 //! Reading data: each selected pack is read whole, once, by one worker (memory is one pack per
 //! worker); its name must be the SHA-256 of its bytes, its own header must list exactly the
-//! blobs the index lists for it, and every blob must decrypt and hash to its id.
+//! blobs the index lists for it, and every blob must decrypt to its recorded length and (data
+//! and tree blobs) hash to its id. A bundle's id is random, not a hash: the AEAD, whose
+//! associated data holds the blob's type and id, is what binds it to its plaintext.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -112,10 +114,12 @@ fn select(mut packs: Vec<&IndexPack>, selection: ReadData) -> Vec<&IndexPack> {
     packs
 }
 
-fn type_name(ty: BlobType) -> &'static str {
+/// How a blob type is named in messages ("data blob 1a2b3c4d").
+pub(crate) fn type_name(ty: BlobType) -> &'static str {
     match ty {
         BlobType::Data => "data",
         BlobType::Tree => "tree",
+        BlobType::Bundle => "bundle",
     }
 }
 

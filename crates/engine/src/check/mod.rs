@@ -20,6 +20,7 @@ use offsite_repo::{BlobReader, Repository};
 use crate::error::{EngineError, EngineResult};
 use crate::events::Reporter;
 
+pub(crate) use data::type_name;
 use problems::Problems;
 pub use problems::AFFECTS_CAP;
 
@@ -103,7 +104,8 @@ impl Findings {
 /// readable and well formed (safe names, sorted entries, file sizes that match their content)
 /// and names only indexed blobs. With
 /// [`ReadData::All`] or [`ReadData::Subset`], the selected packs are also read whole: their
-/// own header must match the index and every blob must decrypt and hash to its id.
+/// own header must match the index and every blob must decrypt to its recorded length and
+/// (bundles excepted: their id is random, bound by the AEAD) hash to its id.
 ///
 /// Returns an error only when the check cannot run at all (wrong key kind, storage listing
 /// failing); damage is reported in [`CheckReport::problems`].

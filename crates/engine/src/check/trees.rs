@@ -8,7 +8,7 @@ use offsite_repo::BlobReader;
 use rayon::prelude::*;
 
 use super::problems::describe;
-use super::Findings;
+use super::{type_name, Findings};
 use crate::events::{display_path, Event, Reporter};
 
 /// What checking one tree found.
@@ -73,7 +73,11 @@ fn check_tree(reader: &BlobReader, id: &BlobId, found: &Findings) -> TreeCheck {
         return r;
     };
     if loc.entry.ty != BlobType::Tree {
-        r.issue(object, "named as a directory but indexed as a data blob".into(), *id);
+        r.issue(
+            object,
+            format!("named as a directory but indexed as a {} blob", type_name(loc.entry.ty)),
+            *id,
+        );
         return r;
     }
     let pack = index.pack(loc.pack).id;
@@ -156,7 +160,7 @@ fn check_content(
                     complete = false;
                     r.issue(
                         format!("blob {}", b.short()),
-                        "file content is indexed as a tree blob".into(),
+                        format!("file content is indexed as a {} blob", type_name(loc.entry.ty)),
                         *b,
                     );
                 }
@@ -165,6 +169,45 @@ fn check_content(
                         complete = false;
                     }
                     total = total.saturating_add(u64::from(loc.entry.raw_length));
+                }
+            },
+            ContentItem::Slice { bundle, offset, length } => match reader.index().get(bundle) {
+                None => {
+                    complete = false;
+                    r.issue(
+                        format!("blob {}", bundle.short()),
+                        "file content is referenced but missing from the index".into(),
+                        *bundle,
+                    );
+                }
+                Some(loc) if loc.entry.ty != BlobType::Bundle => {
+                    complete = false;
+                    r.issue(
+                        format!("blob {}", bundle.short()),
+                        format!(
+                            "file content is named as a bundle but indexed as a {} blob",
+                            type_name(loc.entry.ty)
+                        ),
+                        *bundle,
+                    );
+                }
+                Some(loc) => {
+                    let raw = u64::from(loc.entry.raw_length);
+                    let (offset, length) = (u64::from(*offset), u64::from(*length));
+                    if offset.checked_add(length).is_none_or(|end| end > raw) {
+                        r.issue(
+                            object.to_string(),
+                            format!(
+                                "file {name:?}: slice of {length} bytes at {offset} runs past the end of bundle {} ({raw} bytes)",
+                                bundle.short()
+                            ),
+                            *tree,
+                        );
+                    }
+                    if found.unusable.contains(&reader.index().pack(loc.pack).id) {
+                        complete = false;
+                    }
+                    total = total.saturating_add(length);
                 }
             },
         }
@@ -228,9 +271,12 @@ impl Affects<'_> {
             path.extend_from_slice(&node.name.0);
             let mut hits: Vec<usize> = Vec::new();
             for item in node.content.iter().flatten() {
-                if let ContentItem::Blob(b) = item {
-                    hits.extend(found.bad.get(b).into_iter().flatten());
-                }
+                // A damaged bundle affects every file with a slice of it.
+                let blob = match item {
+                    ContentItem::Blob(b) | ContentItem::Slice { bundle: b, .. } => b,
+                    ContentItem::Hole { .. } => continue,
+                };
+                hits.extend(found.bad.get(blob).into_iter().flatten());
             }
             if let Some(sub) = &node.subtree {
                 hits.extend(found.bad.get(sub).into_iter().flatten());

@@ -1,22 +1,27 @@
 //! File content: decide per file, group the needed blobs by pack and offset, read each pack's
 //! needed ranges once (neighbouring ranges merged across small gaps), verify every blob
-//! before use and write it at each of its places with positional writes. A file is written
-//! under a temporary name and renamed into place, its metadata set, as soon as its last blob
-//! is written; a file with a failed blob is removed and reported, never put in place.
+//! before use and write it (or, for a bundle, each file's slice of it) at each of its places
+//! with positional writes. A bundle shared by many small files is fetched and decrypted once.
+//! A file is written under a temporary name and renamed into place, its metadata set, as soon
+//! as its last blob is written; a file with a failed blob is removed and reported, never put
+//! in place.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use offsite_backend::ObjectKind;
-use offsite_format::{BlobType, ContentItem, Node};
+use offsite_format::{BlobId, BlobType, ContentItem, Node};
 use offsite_repo::{read_range, BlobLocation};
 use parking_lot::Mutex;
 use rayon::prelude::*;
 
 use super::plan::PlanFile;
 use super::{Ctx, Overwrite};
+use crate::check::type_name;
+use crate::events::display_path;
 
 /// Ranges of one pack closer than this are read together.
 const MERGE_GAP: u64 = 1024 * 1024;
@@ -26,6 +31,11 @@ const MAX_RUN: u64 = 16 * 1024 * 1024;
 const MAX_HANDLES: usize = 16;
 /// Size of the buffer holes are compared in.
 const HOLE_CHUNK: u64 = 1024 * 1024;
+/// Decoded bundles kept while deciding which files to skip (neighbours share bundles).
+const BUNDLE_CACHE_COUNT: usize = 8;
+/// Plaintext bytes of decoded bundles kept at most while deciding (one larger bundle is kept
+/// alone).
+const BUNDLE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// What became of a planned file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,12 +50,24 @@ pub(crate) enum FileStatus {
     Failed,
 }
 
-/// One piece of a file: at `offset`, either a blob or `len` zero bytes.
+/// One piece of a file: at `offset`, `len` bytes of a blob's plaintext starting at `within`
+/// (a whole data blob: `within` 0, `len` its length; a slice of a bundle), or `len` zero bytes.
 #[derive(Clone, Copy)]
 struct Piece {
     offset: u64,
     len: u64,
     blob: Option<BlobLocation>,
+    within: u64,
+}
+
+/// Where a needed blob's bytes go: `len` bytes from `within` in its plaintext, to offset `at`
+/// of job `job`'s file.
+#[derive(Clone, Copy)]
+struct Place {
+    job: usize,
+    at: u64,
+    within: u64,
+    len: u64,
 }
 
 enum Decision {
@@ -81,7 +103,47 @@ impl Job {
 /// A blob needed by one or more files, with every place it goes to.
 struct Need {
     loc: BlobLocation,
-    places: Vec<(usize, u64)>,
+    places: Vec<Place>,
+}
+
+/// One bundle's plaintext, read at most once; `None` if it could not be read.
+type BundleSlot = Arc<OnceLock<Option<Arc<Vec<u8>>>>>;
+
+/// The last few bundles decoded by [`Ctx::same_content`], shared by the parallel decisions:
+/// files are decided in walk order, so neighbouring small files name the same bundle. A
+/// bundle being read by one worker is waited for, not read again, by the others.
+#[derive(Default)]
+struct BundleCache {
+    /// (bundle, plaintext length, slot), oldest first
+    slots: Mutex<VecDeque<(BlobId, u64, BundleSlot)>>,
+}
+
+impl BundleCache {
+    /// The plaintext of bundle `loc`, read through the cache; `None` if it cannot be read.
+    fn get(&self, ctx: &Ctx<'_>, loc: &BlobLocation, by: &str) -> Option<Arc<Vec<u8>>> {
+        let id = loc.entry.id;
+        let slot = {
+            let mut slots = self.slots.lock();
+            match slots.iter().find(|(b, _, _)| *b == id) {
+                Some((_, _, s)) => s.clone(),
+                None => {
+                    let len = u64::from(loc.entry.raw_length);
+                    let mut total: u64 = slots.iter().map(|(_, l, _)| l).sum::<u64>() + len;
+                    while !slots.is_empty()
+                        && (slots.len() >= BUNDLE_CACHE_COUNT || total > BUNDLE_CACHE_BYTES)
+                    {
+                        if let Some((_, l, _)) = slots.pop_front() {
+                            total -= l;
+                        }
+                    }
+                    let s = BundleSlot::default();
+                    slots.push_back((id, len, s.clone()));
+                    s
+                }
+            }
+        };
+        slot.get_or_init(|| ctx.reader.read(&id, by).ok().map(Arc::new)).clone()
+    }
 }
 
 /// One storage read: a range of a pack and the needed blobs in it, by offset.
@@ -110,7 +172,7 @@ impl Ctx<'_> {
         let mut out = Vec::with_capacity(items.len());
         let mut offset = 0u64;
         for item in items {
-            let (len, blob) = match item {
+            let (len, blob, within) = match item {
                 ContentItem::Blob(id) => {
                     let loc = self
                         .reader
@@ -118,13 +180,43 @@ impl Ctx<'_> {
                         .get(id)
                         .ok_or_else(|| format!("blob {} is missing", id.short()))?;
                     if loc.entry.ty != BlobType::Data {
-                        return Err(format!("blob {} is not a data blob", id.short()));
+                        return Err(format!(
+                            "blob {} is not a data blob (it is indexed as a {} blob)",
+                            id.short(),
+                            type_name(loc.entry.ty)
+                        ));
                     }
-                    (u64::from(loc.entry.raw_length), Some(loc))
+                    (u64::from(loc.entry.raw_length), Some(loc), 0)
                 }
-                ContentItem::Hole { hole } => (*hole, None),
+                ContentItem::Hole { hole } => (*hole, None, 0),
+                ContentItem::Slice { bundle, offset: at, length } => {
+                    let loc = self
+                        .reader
+                        .index()
+                        .get(bundle)
+                        .ok_or_else(|| format!("bundle {} is missing", bundle.short()))?;
+                    if loc.entry.ty != BlobType::Bundle {
+                        return Err(format!(
+                            "blob {} is named as a bundle but indexed as a {} blob",
+                            bundle.short(),
+                            type_name(loc.entry.ty)
+                        ));
+                    }
+                    let (at, length) = (u64::from(*at), u64::from(*length));
+                    let raw = u64::from(loc.entry.raw_length);
+                    if at.checked_add(length).is_none_or(|end| end > raw) {
+                        return Err(format!(
+                            "slice of {length} bytes at {at} runs past the end of bundle {} ({raw} bytes)",
+                            bundle.short()
+                        ));
+                    }
+                    if length == 0 {
+                        continue; // nothing to read
+                    }
+                    (length, Some(loc), at)
+                }
             };
-            out.push(Piece { offset, len, blob });
+            out.push(Piece { offset, len, blob, within });
             offset = offset.checked_add(len).ok_or("content length overflows")?;
         }
         if offset != node.size {
@@ -133,8 +225,10 @@ impl Ctx<'_> {
         Ok(out)
     }
 
-    /// Whether the existing file holds exactly this content (blob by blob, by keyed id).
-    fn same_content(&self, f: &PlanFile, pieces: &[Piece]) -> std::io::Result<bool> {
+    /// Whether the existing file holds exactly this content: whole data blobs by keyed id,
+    /// slices of bundles (whose id is no hash) byte by byte against the bundle's plaintext,
+    /// read through `bundles`. A bundle that cannot be read means "not the same".
+    fn same_content(&self, f: &PlanFile, pieces: &[Piece], bundles: &BundleCache) -> std::io::Result<bool> {
         let file = self.target.open_read(f.dir, &f.node.name.0)?;
         if !file.metadata()?.file_type().is_file() {
             return Ok(false);
@@ -148,7 +242,21 @@ impl Ctx<'_> {
                         return Ok(false);
                     }
                     file.read_exact_at(&mut buf, p.offset)?;
-                    if self.reader.repo().keys().blob_id(&buf) != loc.entry.id.0 {
+                    let whole = p.within == 0 && p.len == u64::from(loc.entry.raw_length);
+                    if loc.entry.ty.content_addressed() && whole {
+                        if self.reader.repo().keys().blob_id(&buf) != loc.entry.id.0 {
+                            return Ok(false);
+                        }
+                        continue;
+                    }
+                    let Some(plain) = bundles.get(self, &loc, &display_path(&f.path)) else {
+                        return Ok(false);
+                    };
+                    let slice = usize::try_from(p.within)
+                        .ok()
+                        .zip(usize::try_from(p.within + p.len).ok())
+                        .and_then(|(a, b)| plain.get(a..b));
+                    if slice != Some(&buf[..]) {
                         return Ok(false);
                     }
                 }
@@ -184,7 +292,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn decide(&self, f: &PlanFile, dir_ok: &[bool]) -> Decision {
+    fn decide(&self, f: &PlanFile, dir_ok: &[bool], bundles: &BundleCache) -> Decision {
         if f.link_to.is_some() || !dir_ok[f.dir] {
             return Decision::Done(FileStatus::NotHandled);
         }
@@ -210,7 +318,7 @@ impl Ctx<'_> {
                 st.st_mode & libc::S_IFMT == libc::S_IFREG
                     && u64::try_from(st.st_size).ok() == Some(f.node.size)
                     && (st.st_mtime, u32::try_from(st.st_mtime_nsec).unwrap_or(u32::MAX)) == f.node.mtime
-                    && self.same_content(f, &pieces).unwrap_or(false)
+                    && self.same_content(f, &pieces, bundles).unwrap_or(false)
                     && self.refresh_metadata(f)
             }
         };
@@ -245,11 +353,14 @@ impl Ctx<'_> {
         if self.stopped() {
             return vec![FileStatus::NotHandled; files.len()];
         }
-        let decisions: Vec<Decision> = files.par_iter().map(|f| self.decide(f, dir_ok)).collect();
+        let bundles = BundleCache::default();
+        let decisions: Vec<Decision> = files.par_iter().map(|f| self.decide(f, dir_ok, &bundles)).collect();
+        drop(bundles);
         let mut status: Vec<FileStatus> = vec![FileStatus::NotHandled; files.len()];
         let mut jobs = Vec::new();
         let mut needs: Vec<Need> = Vec::new();
-        let mut need_of: HashMap<offsite_format::BlobId, usize> = HashMap::new();
+        // One need per blob: a bundle named by many files is read and decrypted once.
+        let mut need_of: HashMap<BlobId, usize> = HashMap::new();
         let mut items_total = 0u64;
         let mut bytes_total = 0u64;
         for (i, d) in decisions.into_iter().enumerate() {
@@ -269,7 +380,12 @@ impl Ctx<'_> {
                                 needs.push(Need { loc, places: Vec::new() });
                                 needs.len() - 1
                             });
-                            needs[n].places.push((j, p.offset));
+                            needs[n].places.push(Place {
+                                job: j,
+                                at: p.offset,
+                                within: p.within,
+                                len: p.len,
+                            });
                             count += 1;
                         }
                     }
@@ -365,18 +481,39 @@ impl Ctx<'_> {
                 bytes.as_ref().map_err(Clone::clone).and_then(|b| self.open_blob(b, run.start, &need.loc));
             match plain {
                 Err(msg) => {
-                    for &(j, _) in &need.places {
-                        jobs[j].fail(msg.clone());
-                        self.placed(jobs, j, u64::from(need.loc.entry.raw_length), &mut handles);
+                    for pl in &need.places {
+                        jobs[pl.job].fail(msg.clone());
+                        self.placed(jobs, pl.job, pl.len, &mut handles);
                     }
                 }
                 Ok(p) => {
-                    let zero = is_zero(&p);
-                    for &(j, off) in &need.places {
-                        if !zero && !jobs[j].is_failed() {
-                            self.write_at(jobs, j, &mut handles, &p, off);
+                    // Whole blobs placed several times are tested for zeros once.
+                    let whole_zero = OnceLock::new();
+                    for pl in &need.places {
+                        let j = pl.job;
+                        let bytes = usize::try_from(pl.within)
+                            .ok()
+                            .zip(usize::try_from(pl.within.saturating_add(pl.len)).ok())
+                            .and_then(|(a, b)| p.get(a..b));
+                        match bytes {
+                            // `pieces` checked the slice against the indexed length, which
+                            // `open_blob` checked against the plaintext: not reached.
+                            None => jobs[j].fail(format!(
+                                "blob {}: slice lies outside its plaintext",
+                                need.loc.entry.id.short()
+                            )),
+                            Some(b) => {
+                                let zero = if b.len() == p.len() {
+                                    *whole_zero.get_or_init(|| is_zero(&p))
+                                } else {
+                                    is_zero(b)
+                                };
+                                if !zero && !jobs[j].is_failed() {
+                                    self.write_at(jobs, j, &mut handles, b, pl.at);
+                                }
+                            }
                         }
-                        self.placed(jobs, j, p.len() as u64, &mut handles);
+                        self.placed(jobs, j, pl.len, &mut handles);
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! Repositories built by hand for the check and browse tests: files given by absolute path are
 //! stored as data blobs (32 KiB chunks, incompressible), directories built bottom-up as tree
-//! blobs, and a snapshot saved over them.
+//! blobs, and a snapshot saved over them. Bundles (small files end to end, random ids) are
+//! stored with [`Fixture::bundle`] and named by [`raw_file`] nodes.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -143,6 +144,16 @@ impl Fixture {
         (id, snap)
     }
 
+    /// Store `data` as a bundle blob under a fresh random id (in a pack of its own) and return
+    /// the id.
+    pub fn bundle(&self, data: &[u8]) -> BlobId {
+        let id = BlobId(offsite_crypto::random_bytes::<32>());
+        let writer = BlobWriter::new(self.repo.clone(), self.index(), WriterOptions::default());
+        writer.add_bundle(id, data).unwrap();
+        writer.finish().unwrap();
+        id
+    }
+
     /// Flip one bit of a stored object at `offset` (negative: from the end).
     pub fn flip(&self, kind: ObjectKind, id: &str, offset: i64) {
         flip_file(&self.object_path(kind, id), offset);
@@ -253,14 +264,27 @@ impl Dir {
     }
 }
 
-/// The content blob ids of the file at `path`.
+/// A file named `name` of `size` bytes with exactly this content list (slices, blobs, holes).
+pub fn raw_file(name: &[u8], size: u64, content: Vec<ContentItem>) -> Spec {
+    let mut n = node(name, NodeKind::File);
+    n.size = size;
+    n.content = Some(content);
+    Spec::Raw(Box::new(n))
+}
+
+/// A slice of `length` bytes at `offset` in `bundle`.
+pub fn slice(bundle: BlobId, offset: u32, length: u32) -> ContentItem {
+    ContentItem::Slice { bundle, offset, length }
+}
+
+/// The content blob ids (data blobs and bundles) of the file at `path`.
 pub fn blobs_of(reader: &BlobReader, snap: &Snapshot, path: &[u8]) -> Vec<BlobId> {
     let n = offsite_engine::find_node(reader, snap, path).unwrap();
     n.content
         .unwrap()
         .into_iter()
         .filter_map(|c| match c {
-            ContentItem::Blob(b) => Some(b),
+            ContentItem::Blob(b) | ContentItem::Slice { bundle: b, .. } => Some(b),
             ContentItem::Hole { .. } => None,
         })
         .collect()
