@@ -164,8 +164,9 @@ impl BlobReader {
         let loc = self.locate(id, by)?;
         if loc.entry.ty != offsite_format::BlobType::Tree {
             return Err(RepoError::Other(format!(
-                "blob {} named as a tree by {by} is a data blob",
-                id.short()
+                "blob {} named as a tree by {by} is a {} blob",
+                id.short(),
+                format!("{:?}", loc.entry.ty).to_lowercase()
             )));
         }
         let bytes = self.read_tree_blob(id, &loc, by)?;
