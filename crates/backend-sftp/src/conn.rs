@@ -238,6 +238,15 @@ impl Connector {
                 }
             }
         }
+        // russh reports a connection that closed while it waited for the server's answer as a
+        // refused key: a link cut during authentication is a link failure (retried), not a
+        // wrong key (final).
+        if handle.is_closed() {
+            return Err(Failure::Link(format!(
+                "authenticating to {}: the connection closed before the server answered",
+                t.host_port()
+            )));
+        }
         Err(Failure::Final(StorageError::PermissionDenied {
             what: format!(
                 "{} (authentication failed for {}@{}: {})",

@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use offsite_backend::conformance::id_of;
-use offsite_backend::{ObjectKind, Storage, StorageError};
-use offsite_backend_sftp::SftpStorage;
+use offsite_backend::{ObjectKind, RemoteOptions, Storage, StorageError};
+use offsite_backend_sftp::{SftpOptions, SftpStorage};
 use offsite_testkit::FaultProxy;
 
 struct Setup {
@@ -143,4 +143,46 @@ fn a_slow_link_is_not_cut_for_being_slow() {
     assert!(elapsed >= Duration::from_secs(2), "the link was throttled: {elapsed:?}");
     assert_eq!(t.proxy.stats().connections, before.connections, "no reconnect on a slow but live link");
     assert_eq!(t.storage.read(ObjectKind::Data, &id, None).expect("read back"), data);
+}
+
+/// A link closed while the client waits for the server's answer to its key is a link failure
+/// (retried until the budget, then "storage unreachable"), never "authentication failed":
+/// russh reports such a close as a refused key. The proxy closes every connection after `n`
+/// bytes, with `n` swept across the end of the authentication exchange, which a key the server
+/// refuses locates (same key type, so the same message sizes). The budget is short (300 ms) so
+/// each cut point gives up quickly.
+#[test]
+fn a_link_closed_during_authentication_is_retried_not_called_a_wrong_key() {
+    let Some(sshd) = common::sshd() else { return };
+    let proxy = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], sshd.port)));
+    let port = proxy.addr().port();
+    let (_kh_dir, kh) = sshd.known_hosts_for(port);
+    let dir = sshd.repo_dir("authcut");
+    let quick = RemoteOptions {
+        idle_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
+        give_up_after: Duration::from_millis(300),
+        concurrency: 1,
+        ..RemoteOptions::default()
+    };
+    let other = tempfile::tempdir().expect("tempdir");
+    common::keygen(&other.path().join("stranger"));
+    let stranger =
+        SftpOptions { identity: Some(other.path().join("stranger")), ..sshd.options(&kh, quick.clone()) };
+    let before = proxy.stats().forwarded;
+    let refused = SftpStorage::new(&sshd.url(port, &dir), stranger).expect("storage");
+    let e = refused.create().expect_err("key not authorized");
+    assert!(matches!(e, StorageError::PermissionDenied { .. }), "{e:?}");
+    let whole = proxy.stats().forwarded - before;
+    let mut cuts = 0;
+    for n in (whole.saturating_sub(320)..=whole).step_by(8) {
+        proxy.close_after(n);
+        let s = SftpStorage::new(&sshd.url(port, &dir), sshd.options(&kh, quick.clone())).expect("storage");
+        if let Err(e) = s.stat(ObjectKind::Index, &id_of(b"x")) {
+            assert!(!matches!(e, StorageError::PermissionDenied { .. }), "closed after {n} bytes: {e}");
+            cuts += 1;
+        }
+    }
+    assert!(cuts > 0, "no cut point failed the call: the sweep missed the connection setup");
+    proxy.heal();
 }
