@@ -4,9 +4,10 @@
 use std::io::Write;
 
 use offsite_format::{BlobId, BlobType, ContentItem, Node, NodeKind, RawBytes, Snapshot, Tree};
-use offsite_repo::BlobReader;
+use offsite_repo::{BlobReader, RepoError};
 
 use crate::check::type_name;
+use crate::content::{resolve, slice_of, Refused};
 use crate::error::{EngineError, EngineResult};
 use crate::events::display_path;
 
@@ -295,8 +296,7 @@ fn slice_bytes(
             bundles.len() - 1
         }
     };
-    let (start, len) = (offset as usize, length as usize);
-    bundles[pos].1.get(start..start.checked_add(len)?).map(<[u8]>::to_vec)
+    slice_of(&bundles[pos].1, offset.into(), length.into()).map(<[u8]>::to_vec)
 }
 
 /// `node` and, for a directory, everything under it, all with the same change mark.
@@ -322,27 +322,24 @@ fn whole(
 /// bytes), so a bad content list is refused before anything is written.
 fn check_content_refs(reader: &BlobReader, items: &[ContentItem], by: &str) -> EngineResult<()> {
     for item in items {
-        let (id, want) = match item {
-            ContentItem::Blob(id) => (id, BlobType::Data),
-            ContentItem::Slice { bundle, .. } => (bundle, BlobType::Bundle),
-            ContentItem::Hole { .. } => continue,
-        };
-        let loc = reader.locate(id, by)?;
-        if loc.entry.ty != want {
-            return Err(EngineError::Other(format!(
-                "blob {} named by {by} as a {} blob is indexed as a {} blob",
-                id.short(),
-                type_name(want),
-                type_name(loc.entry.ty)
-            )));
-        }
-        if let ContentItem::Slice { bundle, offset, length } = item {
-            let raw = u64::from(loc.entry.raw_length);
-            if u64::from(*offset).checked_add(u64::from(*length)).is_none_or(|end| end > raw) {
+        match resolve(reader.index(), item) {
+            Ok(_) => {}
+            Err(Refused::Missing(id)) => {
+                return Err(RepoError::MissingBlob { blob: id.short(), by: by.to_string() }.into())
+            }
+            Err(Refused::WrongType { id, want, found }) => {
+                return Err(EngineError::Other(format!(
+                    "blob {} named by {by} as a {} blob is indexed as a {} blob",
+                    id.short(),
+                    type_name(want),
+                    type_name(found)
+                )))
+            }
+            Err(Refused::PastEnd { loc, offset, length, raw }) => {
                 return Err(EngineError::Other(format!(
                     "{by}: slice of {length} bytes at {offset} runs past the end of bundle {} ({raw} bytes)",
-                    bundle.short()
-                )));
+                    loc.entry.id.short()
+                )))
             }
         }
     }
@@ -387,15 +384,13 @@ pub fn dump(reader: &BlobReader, snapshot: &Snapshot, path: &[u8], out: &mut dyn
                 };
                 // Checked against the indexed length, which the read checked the plaintext
                 // against; refused all the same should they ever disagree.
-                let (start, len) = (*offset as usize, *length as usize);
-                let slice =
-                    start.checked_add(len).and_then(|end| plain.get(start..end)).ok_or_else(|| {
-                        EngineError::Other(format!(
-                            "{by}: slice of {len} bytes at {start} runs past the end of bundle {} ({} bytes)",
-                            bundle.short(),
-                            plain.len()
-                        ))
-                    })?;
+                let slice = slice_of(&plain, (*offset).into(), (*length).into()).ok_or_else(|| {
+                    EngineError::Other(format!(
+                        "{by}: slice of {length} bytes at {offset} runs past the end of bundle {} ({} bytes)",
+                        bundle.short(),
+                        plain.len()
+                    ))
+                })?;
                 out.write_all(slice).map_err(write_err)?;
                 written += slice.len() as u64;
                 last_bundle = Some((*bundle, plain));

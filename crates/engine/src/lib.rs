@@ -8,6 +8,7 @@
 pub mod backup;
 pub mod browse;
 pub mod check;
+mod content;
 mod error;
 pub mod events;
 pub mod restore;

@@ -43,20 +43,20 @@ impl BundleLog {
     /// holds it: the backup then runs without one.
     pub fn open(dir: &Path, index: &Index) -> Option<(BundleLog, Logged)> {
         let (mut log, bodies) = RecordLog::open(&dir.join(BUNDLE_LOG_FILE), HEADER).ok().flatten()?;
-        let kept: Vec<&Vec<u8>> =
-            bodies.iter().filter(|b| b.len() >= 32 && (b.len() - 32) % MEMBER == 0).collect();
         let mut logged = Logged::new();
         let mut keep = Vec::new();
-        for body in kept {
-            let bundle = BlobId(body[..32].try_into().ok()?);
-            if !index.contains(&bundle) {
+        for body in &bodies {
+            let Some((bundle, members)) = body.split_first_chunk::<32>() else { continue };
+            let bundle = BlobId(*bundle);
+            if members.len() % MEMBER != 0 || !index.contains(&bundle) {
                 continue;
             }
-            for m in body[32..].chunks_exact(MEMBER) {
-                let id: [u8; 32] = m[..32].try_into().ok()?;
-                let offset = u32::from_le_bytes(m[32..36].try_into().ok()?);
-                let length = u32::from_le_bytes(m[36..40].try_into().ok()?);
-                logged.insert(id, ContentItem::Slice { bundle, offset, length });
+            for m in members.chunks_exact(MEMBER) {
+                let (id, rest) = m.split_first_chunk::<32>()?;
+                let (offset, length) = rest.split_at(4);
+                let offset = u32::from_le_bytes(offset.try_into().ok()?);
+                let length = u32::from_le_bytes(length.try_into().ok()?);
+                logged.insert(*id, ContentItem::Slice { bundle, offset, length });
             }
             keep.push(body.as_slice());
         }

@@ -127,12 +127,11 @@ pub fn backup(
         },
     );
     // After the writer adopted the journaled packs: their bundles count as stored.
-    let (bundle_log, logged) = match repo.cache_dir().filter(|_| !opts.dry_run) {
-        Some(dir) => {
-            bundlelog::BundleLog::open(dir, &index).map_or((None, Default::default()), |(l, m)| (Some(l), m))
-        }
-        None => (None, Default::default()),
-    };
+    let (bundle_log, logged) = repo
+        .cache_dir()
+        .filter(|_| !opts.dry_run)
+        .and_then(|dir| bundlelog::BundleLog::open(dir, &index))
+        .map_or_else(Default::default, |(log, logged)| (Some(log), logged));
     let archiver = Archiver {
         writer: &writer,
         index: &index,

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::problems::describe;
 use super::{type_name, Findings};
+use crate::content::{resolve, Refused, Source};
 use crate::events::{display_path, Event, Reporter};
 
 /// What checking one tree found.
@@ -145,71 +146,46 @@ fn check_content(
     let mut total = 0u64;
     let mut complete = true;
     for item in content {
-        match item {
-            ContentItem::Hole { hole } => total = total.saturating_add(*hole),
-            ContentItem::Blob(b) => match reader.index().get(b) {
-                None => {
+        match resolve(reader.index(), item) {
+            Ok(Source::Hole(hole)) => total = total.saturating_add(hole),
+            Ok(Source::Blob { loc, len, .. }) => {
+                if found.unusable.contains(&reader.index().pack(loc.pack).id) {
                     complete = false;
-                    r.issue(
-                        format!("blob {}", b.short()),
-                        "file content is referenced but missing from the index".into(),
-                        *b,
-                    );
                 }
-                Some(loc) if loc.entry.ty != BlobType::Data => {
+                total = total.saturating_add(len);
+            }
+            Err(Refused::Missing(b)) => {
+                complete = false;
+                r.issue(
+                    format!("blob {}", b.short()),
+                    "file content is referenced but missing from the index".into(),
+                    b,
+                );
+            }
+            Err(Refused::WrongType { id, want, found: ty }) => {
+                complete = false;
+                let named = if want == BlobType::Bundle { "named as a bundle but " } else { "" };
+                r.issue(
+                    format!("blob {}", id.short()),
+                    format!("file content is {named}indexed as a {} blob", type_name(ty)),
+                    id,
+                );
+            }
+            // Reported on the tree; the file's total still counts the slice as written.
+            Err(Refused::PastEnd { loc, offset, length, raw }) => {
+                r.issue(
+                    object.to_string(),
+                    format!(
+                        "file {name:?}: slice of {length} bytes at {offset} runs past the end of bundle {} ({raw} bytes)",
+                        loc.entry.id.short()
+                    ),
+                    *tree,
+                );
+                if found.unusable.contains(&reader.index().pack(loc.pack).id) {
                     complete = false;
-                    r.issue(
-                        format!("blob {}", b.short()),
-                        format!("file content is indexed as a {} blob", type_name(loc.entry.ty)),
-                        *b,
-                    );
                 }
-                Some(loc) => {
-                    if found.unusable.contains(&reader.index().pack(loc.pack).id) {
-                        complete = false;
-                    }
-                    total = total.saturating_add(u64::from(loc.entry.raw_length));
-                }
-            },
-            ContentItem::Slice { bundle, offset, length } => match reader.index().get(bundle) {
-                None => {
-                    complete = false;
-                    r.issue(
-                        format!("blob {}", bundle.short()),
-                        "file content is referenced but missing from the index".into(),
-                        *bundle,
-                    );
-                }
-                Some(loc) if loc.entry.ty != BlobType::Bundle => {
-                    complete = false;
-                    r.issue(
-                        format!("blob {}", bundle.short()),
-                        format!(
-                            "file content is named as a bundle but indexed as a {} blob",
-                            type_name(loc.entry.ty)
-                        ),
-                        *bundle,
-                    );
-                }
-                Some(loc) => {
-                    let raw = u64::from(loc.entry.raw_length);
-                    let (offset, length) = (u64::from(*offset), u64::from(*length));
-                    if offset.checked_add(length).is_none_or(|end| end > raw) {
-                        r.issue(
-                            object.to_string(),
-                            format!(
-                                "file {name:?}: slice of {length} bytes at {offset} runs past the end of bundle {} ({raw} bytes)",
-                                bundle.short()
-                            ),
-                            *tree,
-                        );
-                    }
-                    if found.unusable.contains(&reader.index().pack(loc.pack).id) {
-                        complete = false;
-                    }
-                    total = total.saturating_add(length);
-                }
-            },
+                total = total.saturating_add(length);
+            }
         }
     }
     if complete && total != node.size {

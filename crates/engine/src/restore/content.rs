@@ -21,6 +21,7 @@ use rayon::prelude::*;
 use super::plan::PlanFile;
 use super::{Ctx, Overwrite};
 use crate::check::type_name;
+use crate::content::{resolve, slice_of, Refused, Source};
 use crate::events::display_path;
 
 /// Ranges of one pack closer than this are read together.
@@ -120,7 +121,7 @@ struct BundleCache {
 
 impl BundleCache {
     /// The plaintext of bundle `loc`, read through the cache; `None` if it cannot be read.
-    fn get(&self, ctx: &Ctx<'_>, loc: &BlobLocation, by: &str) -> Option<Arc<Vec<u8>>> {
+    fn get(&self, ctx: &Ctx<'_>, loc: &BlobLocation, path: &[u8]) -> Option<Arc<Vec<u8>>> {
         let id = loc.entry.id;
         let slot = {
             let mut slots = self.slots.lock();
@@ -142,7 +143,7 @@ impl BundleCache {
                 }
             }
         };
-        slot.get_or_init(|| ctx.reader.read(&id, by).ok().map(Arc::new)).clone()
+        slot.get_or_init(|| ctx.reader.read(&id, &display_path(path)).ok().map(Arc::new)).clone()
     }
 }
 
@@ -172,48 +173,34 @@ impl Ctx<'_> {
         let mut out = Vec::with_capacity(items.len());
         let mut offset = 0u64;
         for item in items {
-            let (len, blob, within) = match item {
-                ContentItem::Blob(id) => {
-                    let loc = self
-                        .reader
-                        .index()
-                        .get(id)
-                        .ok_or_else(|| format!("blob {} is missing", id.short()))?;
-                    if loc.entry.ty != BlobType::Data {
-                        return Err(format!(
-                            "blob {} is not a data blob (it is indexed as a {} blob)",
-                            id.short(),
-                            type_name(loc.entry.ty)
-                        ));
-                    }
-                    (u64::from(loc.entry.raw_length), Some(loc), 0)
+            let (len, blob, within) = match resolve(self.reader.index(), item) {
+                Ok(Source::Hole(len)) => (len, None, 0),
+                // An empty slice: nothing to read.
+                Ok(Source::Blob { len: 0, .. }) => continue,
+                Ok(Source::Blob { loc, within, len }) => (len, Some(loc), within),
+                Err(Refused::Missing(id)) if matches!(item, ContentItem::Slice { .. }) => {
+                    return Err(format!("bundle {} is missing", id.short()))
                 }
-                ContentItem::Hole { hole } => (*hole, None, 0),
-                ContentItem::Slice { bundle, offset: at, length } => {
-                    let loc = self
-                        .reader
-                        .index()
-                        .get(bundle)
-                        .ok_or_else(|| format!("bundle {} is missing", bundle.short()))?;
-                    if loc.entry.ty != BlobType::Bundle {
-                        return Err(format!(
-                            "blob {} is named as a bundle but indexed as a {} blob",
-                            bundle.short(),
-                            type_name(loc.entry.ty)
-                        ));
-                    }
-                    let (at, length) = (u64::from(*at), u64::from(*length));
-                    let raw = u64::from(loc.entry.raw_length);
-                    if at.checked_add(length).is_none_or(|end| end > raw) {
-                        return Err(format!(
-                            "slice of {length} bytes at {at} runs past the end of bundle {} ({raw} bytes)",
-                            bundle.short()
-                        ));
-                    }
-                    if length == 0 {
-                        continue; // nothing to read
-                    }
-                    (length, Some(loc), at)
+                Err(Refused::Missing(id)) => return Err(format!("blob {} is missing", id.short())),
+                Err(Refused::WrongType { id, want: BlobType::Bundle, found }) => {
+                    return Err(format!(
+                        "blob {} is named as a bundle but indexed as a {} blob",
+                        id.short(),
+                        type_name(found)
+                    ))
+                }
+                Err(Refused::WrongType { id, found, .. }) => {
+                    return Err(format!(
+                        "blob {} is not a data blob (it is indexed as a {} blob)",
+                        id.short(),
+                        type_name(found)
+                    ))
+                }
+                Err(Refused::PastEnd { loc, offset, length, raw }) => {
+                    return Err(format!(
+                        "slice of {length} bytes at {offset} runs past the end of bundle {} ({raw} bytes)",
+                        loc.entry.id.short()
+                    ))
                 }
             };
             out.push(Piece { offset, len, blob, within });
@@ -249,14 +236,10 @@ impl Ctx<'_> {
                         }
                         continue;
                     }
-                    let Some(plain) = bundles.get(self, &loc, &display_path(&f.path)) else {
+                    let Some(plain) = bundles.get(self, &loc, &f.path) else {
                         return Ok(false);
                     };
-                    let slice = usize::try_from(p.within)
-                        .ok()
-                        .zip(usize::try_from(p.within + p.len).ok())
-                        .and_then(|(a, b)| plain.get(a..b));
-                    if slice != Some(&buf[..]) {
+                    if slice_of(&plain, p.within, p.len) != Some(&buf[..]) {
                         return Ok(false);
                     }
                 }
@@ -491,11 +474,7 @@ impl Ctx<'_> {
                     let whole_zero = OnceLock::new();
                     for pl in &need.places {
                         let j = pl.job;
-                        let bytes = usize::try_from(pl.within)
-                            .ok()
-                            .zip(usize::try_from(pl.within.saturating_add(pl.len)).ok())
-                            .and_then(|(a, b)| p.get(a..b));
-                        match bytes {
+                        match slice_of(&p, pl.within, pl.len) {
                             // `pieces` checked the slice against the indexed length, which
                             // `open_blob` checked against the plaintext: not reached.
                             None => jobs[j].fail(format!(
