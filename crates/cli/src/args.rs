@@ -43,6 +43,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Try only the key files whose id starts with this (see `offsite key list`); without it,
+    /// at most 8 key files are tried, the one used last first
+    #[arg(long, global = true, env = "OFFSITE_KEY_ID", value_name = "ID")]
+    pub key_id: Option<String>,
+
     /// Directory for the local cache (files cache, seen snapshots)
     #[arg(long, global = true, env = "OFFSITE_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -127,9 +132,24 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Verify the repository's structure and, optionally, its data
     Check(CheckArgs),
+    /// Acknowledge snapshots that are gone from the storage (--missing): writes a forget
+    /// record so they are no longer reported as missing
+    Forget(ForgetArgs),
     /// Manage the keys (passphrases) that open the repository
     #[command(subcommand)]
     Key(KeyCommand),
+}
+
+/// `offsite forget`.
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Snapshots reported as "missing but seen before" (id or id prefix) to acknowledge as
+    /// gone, after reading what was lost; `--missing all` names every missing snapshot
+    #[arg(long, value_name = "ID", num_args = 1.., required = true)]
+    pub missing: Vec<String>,
+    /// Show what would be acknowledged; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Filters applied before a snapshot is selected or listed.

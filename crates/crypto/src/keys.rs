@@ -3,9 +3,9 @@
 //!
 //! Subkeys are `blake3::derive_key(CONTEXT, master)` with one context string
 //! per purpose (the `*_CONTEXT` constants below), so no key serves two
-//! purposes. A backup-only key set holds the id, chunker and index keys and
-//! the X25519 public key: enough to deduplicate and write new packs and
-//! snapshots, but not to read any of them.
+//! purposes. A backup-only key set holds the id, chunker, index and record
+//! MAC keys and the X25519 public key: enough to deduplicate and write new
+//! packs and snapshots, but not to read any of them.
 
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
@@ -21,13 +21,18 @@ pub const CHUNKER_KEY_CONTEXT: &str = "offsite 2026-11 chunker key";
 pub const INDEX_KEY_CONTEXT: &str = "offsite 2026-11 index key";
 /// Context for the X25519 secret scalar.
 pub const X25519_SECRET_CONTEXT: &str = "offsite 2026-11 x25519 secret";
+/// Context for the record MAC key: authenticates sealed records (snapshots) to every key
+/// holder, backup-only ones included, who cannot open them.
+pub const RECORD_MAC_KEY_CONTEXT: &str = "offsite 2026-12 record mac key";
+/// Context of the key set commitment the config carries (see [`KeySet::commitment`]).
+pub const COMMITMENT_CONTEXT: &str = "offsite 2026-12 key set commitment";
 
 /// Magic that starts a serialized key set.
-const MAGIC: &[u8; 4] = b"OSK1";
+const MAGIC: &[u8; 4] = b"OSK2";
 const TAG_FULL: u8 = 0x00;
 const TAG_BACKUP_ONLY: u8 = 0x01;
 const FULL_LEN: usize = 5 + 32;
-const BACKUP_ONLY_LEN: usize = 5 + 4 * 32;
+const BACKUP_ONLY_LEN: usize = 5 + 5 * 32;
 
 /// What a key set can do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +53,7 @@ pub struct KeySet {
     id_key: Key32,
     chunker_key: Key32,
     index_key: Key32,
+    record_mac_key: Key32,
     public: PublicKey,
 }
 
@@ -71,6 +77,7 @@ impl KeySet {
             id_key: derive(ID_KEY_CONTEXT, &master),
             chunker_key: derive(CHUNKER_KEY_CONTEXT, &master),
             index_key: derive(INDEX_KEY_CONTEXT, &master),
+            record_mac_key: derive(RECORD_MAC_KEY_CONTEXT, &master),
             x25519_secret: Some(secret),
             public,
             master: Some(master),
@@ -95,6 +102,7 @@ impl KeySet {
             id_key: self.id_key.clone(),
             chunker_key: self.chunker_key.clone(),
             index_key: self.index_key.clone(),
+            record_mac_key: self.record_mac_key.clone(),
             public: self.public,
         }
     }
@@ -119,6 +127,27 @@ impl KeySet {
     /// The key for index files.
     pub fn index_key(&self) -> &Key32 {
         &self.index_key
+    }
+
+    /// The MAC of a sealed record's bytes under the record MAC key (keyed BLAKE3): lets every
+    /// key holder tell a record a key holder wrote from one the storage made up.
+    pub fn record_mac(&self, bytes: &[u8]) -> [u8; 32] {
+        *blake3::keyed_hash(self.record_mac_key.as_bytes(), bytes).as_bytes()
+    }
+
+    /// A commitment to every secret a backup-only key holds and to the public key:
+    /// `blake3::derive_key(COMMITMENT_CONTEXT, id_key || chunker_key || index_key ||
+    /// record_mac_key || public_key)`. The config stores it, so a key file that opens with the
+    /// right passphrase but carries other keys (a planted key file sealing future backups to an
+    /// attacker's public key) is refused. Equal for a full set and its backup-only copy.
+    pub fn commitment(&self) -> [u8; 32] {
+        let mut material = Zeroizing::new(Vec::with_capacity(5 * 32));
+        material.extend_from_slice(self.id_key.as_bytes());
+        material.extend_from_slice(self.chunker_key.as_bytes());
+        material.extend_from_slice(self.index_key.as_bytes());
+        material.extend_from_slice(self.record_mac_key.as_bytes());
+        material.extend_from_slice(self.public.as_bytes());
+        blake3::derive_key(COMMITMENT_CONTEXT, &material)
     }
 
     /// The repository's X25519 public key, to which pack and snapshot keys
@@ -153,8 +182,9 @@ impl KeySet {
 
     /// The secret payload of a key file (to be wrapped, never stored in the
     /// clear):
-    /// - full: `b"OSK1" || 0x00 || master(32)`
-    /// - backup-only: `b"OSK1" || 0x01 || id_key(32) || chunker_key(32) || index_key(32) || x25519_public(32)`
+    /// - full: `b"OSK2" || 0x00 || master(32)`
+    /// - backup-only: `b"OSK2" || 0x01 || id_key(32) || chunker_key(32) || index_key(32) ||
+    ///   record_mac_key(32) || x25519_public(32)`
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(Vec::with_capacity(BACKUP_ONLY_LEN));
         out.extend_from_slice(MAGIC);
@@ -168,6 +198,7 @@ impl KeySet {
                 out.extend_from_slice(self.id_key.as_bytes());
                 out.extend_from_slice(self.chunker_key.as_bytes());
                 out.extend_from_slice(self.index_key.as_bytes());
+                out.extend_from_slice(self.record_mac_key.as_bytes());
                 out.extend_from_slice(self.public.as_bytes());
             }
         }
@@ -193,7 +224,7 @@ impl KeySet {
                     return Err(CryptoError::Malformed("backup-only key payload has wrong length"));
                 }
                 let mut public = [0u8; 32];
-                public.copy_from_slice(&b[101..133]);
+                public.copy_from_slice(&b[133..165]);
                 if is_low_order(&public) {
                     return Err(CryptoError::Malformed("repository public key is a low-order point"));
                 }
@@ -203,6 +234,7 @@ impl KeySet {
                     id_key: Key32::from_slice(&b[5..37])?,
                     chunker_key: Key32::from_slice(&b[37..69])?,
                     index_key: Key32::from_slice(&b[69..101])?,
+                    record_mac_key: Key32::from_slice(&b[101..133])?,
                     public: PublicKey::from(public),
                 })
             }
@@ -284,6 +316,7 @@ mod tests {
             d(CHUNKER_KEY_CONTEXT),
             d(INDEX_KEY_CONTEXT),
             d(X25519_SECRET_CONTEXT),
+            d(RECORD_MAC_KEY_CONTEXT),
         ];
         for i in 0..all.len() {
             for j in i + 1..all.len() {
@@ -376,7 +409,7 @@ mod tests {
         let master = [0x5au8; 32];
         let full = KeySet::from_master(Key32::from_bytes(master));
         let bytes = full.to_bytes();
-        assert_eq!(&bytes[..5], b"OSK1\x00");
+        assert_eq!(&bytes[..5], b"OSK2\x00");
         assert_eq!(&bytes[5..], &master);
         let back = KeySet::from_bytes(&bytes).expect("valid");
         assert_eq!(back.kind(), KeyKind::Full);
@@ -385,14 +418,18 @@ mod tests {
 
         let backup = full.to_backup_only();
         let bytes = backup.to_bytes();
-        assert_eq!(bytes.len(), 133);
-        assert_eq!(&bytes[..5], b"OSK1\x01");
+        assert_eq!(bytes.len(), 165);
+        assert_eq!(&bytes[..5], b"OSK2\x01");
         assert_eq!(&bytes[5..37], &blake3::derive_key(ID_KEY_CONTEXT, &master));
         assert_eq!(&bytes[37..69], full.chunker_key().as_bytes());
         assert_eq!(&bytes[69..101], full.index_key().as_bytes());
-        assert_eq!(&bytes[101..], &full.public_key());
+        assert_eq!(&bytes[101..133], &blake3::derive_key(RECORD_MAC_KEY_CONTEXT, &master));
+        assert_eq!(&bytes[133..], &full.public_key());
         let back = KeySet::from_bytes(&bytes).expect("valid");
         assert_eq!(back.kind(), KeyKind::BackupOnly);
+        assert_eq!(back.commitment(), full.commitment());
+        assert_eq!(back.record_mac(b"r"), full.record_mac(b"r"));
+        assert_ne!(KeySet::generate().commitment(), full.commitment());
         assert_eq!(back.blob_id(b"z"), full.blob_id(b"z"));
         assert_eq!(back.to_bytes(), bytes);
     }
@@ -417,10 +454,10 @@ mod tests {
         assert!(KeySet::from_bytes(&bad_kind).is_err());
         // A backup-only payload carrying a low-order public key.
         let mut low = backup.to_vec();
-        low[101..].fill(0);
+        low[133..].fill(0);
         assert!(matches!(KeySet::from_bytes(&low), Err(CryptoError::Malformed(_))));
         // Garbage of assorted lengths never panics and never parses.
-        for len in [0usize, 1, 5, 37, 64, 133, 500] {
+        for len in [0usize, 1, 5, 37, 64, 133, 165, 500] {
             let garbage: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
             assert!(KeySet::from_bytes(&garbage).is_err());
         }

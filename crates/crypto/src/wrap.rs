@@ -8,8 +8,13 @@ use zeroize::Zeroizing;
 use crate::aead::{Aead, NONCE_LEN, TAG_LEN};
 use crate::{random_bytes, CryptoError, Key32};
 
-/// Largest accepted Argon2 memory cost: 4 GiB, in KiB.
-pub const MAX_M_COST_KIB: u32 = 4 * 1024 * 1024;
+/// Largest accepted Argon2 memory cost: 1 GiB, in KiB (16 times what `init` writes).
+pub const MAX_M_COST_KIB: u32 = 1024 * 1024;
+/// Largest accepted memory x passes, in KiB-passes: 1 GiB x 1 pass, 5.3 times the work of
+/// the parameters `init` writes (64 MiB x 3). A key file is storage-controlled input, and every
+/// open may try several: this bounds each attempt to well under a second on the development
+/// machine (the default takes 0.13-0.18 s), where 4 GiB x 100 passes took minutes.
+pub const MAX_COST_KIB_PASSES: u64 = 1024 * 1024;
 /// Largest accepted Argon2 pass count.
 pub const MAX_T_COST: u32 = 100;
 /// Largest accepted Argon2 lane count.
@@ -50,8 +55,8 @@ impl KdfParams {
     }
 
     /// Checks the parameters against sane bounds before any memory is
-    /// allocated, so a hostile key file cannot ask for terabytes or years:
-    /// 1 <= p <= 64, 1 <= t <= 100, 8·p KiB <= m <= 4 GiB.
+    /// allocated, so a hostile key file cannot ask for gigabytes or minutes:
+    /// 1 <= p <= 64, 1 <= t <= 100, 8·p KiB <= m <= 1 GiB, m·t <= 1 GiB-pass.
     pub fn validate(&self) -> Result<(), CryptoError> {
         if self.p_cost == 0 || self.p_cost > MAX_P_COST {
             return Err(CryptoError::BadKdf(format!(
@@ -70,6 +75,12 @@ impl KdfParams {
             return Err(CryptoError::BadKdf(format!(
                 "memory cost {} KiB is outside {min_m}..={MAX_M_COST_KIB} KiB",
                 self.m_cost_kib
+            )));
+        }
+        if u64::from(self.m_cost_kib) * u64::from(self.t_cost) > MAX_COST_KIB_PASSES {
+            return Err(CryptoError::BadKdf(format!(
+                "memory x passes {} KiB x {} is over {MAX_COST_KIB_PASSES} KiB-passes",
+                self.m_cost_kib, self.t_cost
             )));
         }
         self.argon2().map(|_| ())
@@ -205,6 +216,10 @@ mod tests {
         let bad = [
             KdfParams { m_cost_kib: u32::MAX, ..base.clone() },
             KdfParams { m_cost_kib: MAX_M_COST_KIB + 1, ..base.clone() },
+            // 4 GiB x 100 passes, once accepted: minutes of work per key file tried.
+            KdfParams { m_cost_kib: 4 * 1024 * 1024, t_cost: 100, ..base.clone() },
+            // Each bound alone is kept, their product is not.
+            KdfParams { m_cost_kib: MAX_M_COST_KIB, t_cost: 2, ..base.clone() },
             KdfParams { m_cost_kib: 7, ..base.clone() },
             KdfParams { t_cost: 0, ..base.clone() },
             KdfParams { t_cost: 101, ..base.clone() },

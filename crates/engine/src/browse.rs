@@ -3,18 +3,16 @@
 
 use std::io::Write;
 
-use offsite_format::{BlobId, BlobType, ContentItem, Node, NodeKind, RawBytes, Snapshot, Tree};
+use offsite_format::{BlobId, ContentItem, Node, NodeKind, RawBytes, Snapshot, Tree};
 use offsite_repo::{BlobReader, RepoError};
 
 use crate::check::type_name;
-use crate::content::{resolve, slice_of, Refused};
+use crate::content::{resolve, slice_matches, slice_of, Refused};
 use crate::error::{EngineError, EngineResult};
 use crate::events::display_path;
 
 /// Holes are written as zeros in pieces of this size, so a huge hole never needs a huge buffer.
 const ZERO_CHUNK: usize = 64 * 1024;
-/// Bundles `diff` keeps decoded (the files of one directory tend to share them).
-const DIFF_BUNDLES: usize = 4;
 
 /// One listed entry.
 #[derive(Clone, Debug)]
@@ -165,15 +163,12 @@ fn list_dir(reader: &BlobReader, tree: &BlobId, dir: &[u8], out: &mut Vec<LsEntr
 /// Directories are `M` only for mode, owner or xattr changes: their mtime moves with every
 /// added or removed child, which the children's own items already show.
 ///
-/// Content is compared by blob id; slices of bundles, whose ids are random, are compared by
-/// their bytes when they differ only in where they are stored (a file stored again in a new
-/// bundle is not a change), which reads those bundles. A bundle that cannot be read counts as
-/// a change.
+/// Content is compared by blob id; slices of bundles by the keyed id of their bytes, so a
+/// file stored again in another bundle is not a change (nothing is read from packs).
 pub fn diff(reader: &BlobReader, old: &Snapshot, new: &Snapshot) -> EngineResult<Vec<DiffItem>> {
     let mut out = Vec::new();
     if old.tree != new.tree {
-        let mut bundles = Vec::new();
-        diff_trees(reader, &old.tree, &new.tree, b"/", &mut bundles, &mut out)?;
+        diff_trees(reader, &old.tree, &new.tree, b"/", &mut out)?;
     }
     Ok(out)
 }
@@ -191,7 +186,6 @@ fn diff_trees(
     old: &BlobId,
     new: &BlobId,
     dir: &[u8],
-    bundles: &mut Vec<(BlobId, Vec<u8>)>,
     out: &mut Vec<DiffItem>,
 ) -> EngineResult<()> {
     let old_nodes = sorted_nodes(reader, old, dir)?;
@@ -219,13 +213,13 @@ fn diff_trees(
                     whole(reader, b, dir, "+", out)?;
                 } else {
                     let path = join(dir, &b.name.0);
-                    if changed(reader, bundles, a, b) {
+                    if changed(a, b) {
                         out.push(DiffItem { change: "M", path: path.clone(), size: b.size });
                     }
                     if b.kind == NodeKind::Dir {
                         let (sa, sb) = (subtree_of(a, &path)?, subtree_of(b, &path)?);
                         if sa != sb {
-                            diff_trees(reader, &sa, &sb, &path, bundles, out)?;
+                            diff_trees(reader, &sa, &sb, &path, out)?;
                         }
                     }
                 }
@@ -238,7 +232,7 @@ fn diff_trees(
 }
 
 /// Whether an entry present in both snapshots (same name and type) changed.
-fn changed(reader: &BlobReader, bundles: &mut Vec<(BlobId, Vec<u8>)>, a: &Node, b: &Node) -> bool {
+fn changed(a: &Node, b: &Node) -> bool {
     let meta = a.mode != b.mode || a.uid != b.uid || a.gid != b.gid || a.xattrs != b.xattrs;
     if a.kind == NodeKind::Dir {
         return meta;
@@ -247,56 +241,23 @@ fn changed(reader: &BlobReader, bundles: &mut Vec<(BlobId, Vec<u8>)>, a: &Node, 
         || a.size != b.size
         || a.target != b.target
         || a.rdev != b.rdev
-        || (a.content != b.content && !same_slices(reader, bundles, &a.content, &b.content))
+        || (a.content != b.content && !same_slices(&a.content, &b.content))
 }
 
 /// Whether two different content lists hold the same bytes because they differ only in
-/// slices of equal length whose bytes are equal (the same content stored in other bundles).
-fn same_slices(
-    reader: &BlobReader,
-    bundles: &mut Vec<(BlobId, Vec<u8>)>,
-    a: &Option<Vec<ContentItem>>,
-    b: &Option<Vec<ContentItem>>,
-) -> bool {
+/// slices with the same keyed content id and length (the same content stored in other
+/// bundles).
+fn same_slices(a: &Option<Vec<ContentItem>>, b: &Option<Vec<ContentItem>>) -> bool {
     let (Some(a), Some(b)) = (a, b) else { return false };
     a.len() == b.len()
         && a.iter().zip(b).all(|pair| match pair {
             (x, y) if x == y => true,
             (
-                ContentItem::Slice { bundle: ba, offset: oa, length: la },
-                ContentItem::Slice { bundle: bb, offset: ob, length: lb },
-            ) if la == lb => {
-                let sa = slice_bytes(reader, bundles, ba, *oa, *la);
-                sa.is_some() && sa == slice_bytes(reader, bundles, bb, *ob, *lb)
-            }
+                ContentItem::Slice { length: la, id: ia, .. },
+                ContentItem::Slice { length: lb, id: ib, .. },
+            ) => la == lb && ia == ib,
             _ => false,
         })
-}
-
-/// The bytes of a slice (`None` if its bundle is not an indexed, readable bundle holding
-/// them), keeping the last [`DIFF_BUNDLES`] bundles decoded.
-fn slice_bytes(
-    reader: &BlobReader,
-    bundles: &mut Vec<(BlobId, Vec<u8>)>,
-    bundle: &BlobId,
-    offset: u32,
-    length: u32,
-) -> Option<Vec<u8>> {
-    let pos = match bundles.iter().position(|(id, _)| id == bundle) {
-        Some(p) => p,
-        None => {
-            if reader.index().get(bundle)?.entry.ty != BlobType::Bundle {
-                return None;
-            }
-            let plain = reader.read(bundle, "diff").ok()?;
-            if bundles.len() >= DIFF_BUNDLES {
-                bundles.remove(0);
-            }
-            bundles.push((*bundle, plain));
-            bundles.len() - 1
-        }
-    };
-    slice_of(&bundles[pos].1, offset.into(), length.into()).map(<[u8]>::to_vec)
 }
 
 /// `node` and, for a directory, everything under it, all with the same change mark.
@@ -370,6 +331,7 @@ pub fn dump(reader: &BlobReader, snapshot: &Snapshot, path: &[u8], out: &mut dyn
     let items = node.content.as_deref().unwrap_or_default();
     check_content_refs(reader, items, &by)?;
     let mut last_bundle: Option<(BlobId, Vec<u8>)> = None;
+    let keys = reader.repo().keys();
     for item in items {
         match item {
             ContentItem::Blob(id) => {
@@ -377,10 +339,16 @@ pub fn dump(reader: &BlobReader, snapshot: &Snapshot, path: &[u8], out: &mut dyn
                 out.write_all(&data).map_err(write_err)?;
                 written += data.len() as u64;
             }
-            ContentItem::Slice { bundle, offset, length } => {
+            ContentItem::Slice { bundle, offset, length, id } => {
+                let holds = |plain: &[u8]| {
+                    slice_of(plain, (*offset).into(), (*length).into())
+                        .is_some_and(|b| slice_matches(keys, b, id))
+                };
+                // The bundle read last, if it holds this slice's bytes; else the first indexed
+                // copy that does (a forged copy listed first is passed over).
                 let plain = match last_bundle.take() {
-                    Some((id, plain)) if id == *bundle => plain,
-                    _ => reader.read(bundle, &by)?,
+                    Some((bid, plain)) if bid == *bundle && holds(&plain) => plain,
+                    _ => reader.read_accepting(bundle, &by, None, &holds)?,
                 };
                 // Checked against the indexed length, which the read checked the plaintext
                 // against; refused all the same should they ever disagree.

@@ -11,8 +11,9 @@ pub(crate) enum Source {
     /// `len` zero bytes
     Hole(u64),
     /// `len` bytes at `within` in the plaintext of the blob at `loc` (a whole data blob:
-    /// `within` 0 and `len` its length)
-    Blob { loc: BlobLocation, within: u64, len: u64 },
+    /// `within` 0 and `len` its length); for a slice of a bundle, `id` is the keyed id its
+    /// bytes must have (checked before use: a bundle's own id binds nothing)
+    Blob { loc: BlobLocation, within: u64, len: u64, id: Option<BlobId> },
 }
 
 /// Why a content item cannot be used.
@@ -33,20 +34,24 @@ pub(crate) fn resolve(index: &Index, item: &ContentItem) -> Result<Source, Refus
         ContentItem::Blob(id) => (id, BlobType::Data),
         ContentItem::Slice { bundle, .. } => (bundle, BlobType::Bundle),
     };
-    let loc = index.get(id).ok_or(Refused::Missing(*id))?;
-    if loc.entry.ty != want {
-        return Err(Refused::WrongType { id: *id, want, found: loc.entry.ty });
-    }
+    // The first copy indexed with the type the item needs: a forged entry listed first with
+    // another type must not make a sound copy unusable.
+    let copies = index.copies(id);
+    let first = copies.first().ok_or(Refused::Missing(*id))?;
+    let loc = *copies
+        .iter()
+        .find(|l| l.entry.ty == want)
+        .ok_or(Refused::WrongType { id: *id, want, found: first.entry.ty })?;
     let raw = u64::from(loc.entry.raw_length);
     match item {
-        ContentItem::Slice { offset, length, .. } => {
+        ContentItem::Slice { offset, length, id, .. } => {
             let (offset, length) = (u64::from(*offset), u64::from(*length));
             if offset.checked_add(length).is_none_or(|end| end > raw) {
                 return Err(Refused::PastEnd { loc, offset, length, raw });
             }
-            Ok(Source::Blob { loc, within: offset, len: length })
+            Ok(Source::Blob { loc, within: offset, len: length, id: Some(*id) })
         }
-        _ => Ok(Source::Blob { loc, within: 0, len: raw }),
+        _ => Ok(Source::Blob { loc, within: 0, len: raw, id: None }),
     }
 }
 
@@ -54,4 +59,9 @@ pub(crate) fn resolve(index: &Index, item: &ContentItem) -> Result<Source, Refus
 pub(crate) fn slice_of(plain: &[u8], within: u64, len: u64) -> Option<&[u8]> {
     let start = usize::try_from(within).ok()?;
     plain.get(start..start.checked_add(usize::try_from(len).ok()?)?)
+}
+
+/// Whether `bytes` are what a slice with keyed id `id` names (`KeySet::blob_id`).
+pub(crate) fn slice_matches(keys: &offsite_crypto::KeySet, bytes: &[u8], id: &BlobId) -> bool {
+    keys.blob_id(bytes) == id.0
 }

@@ -1,23 +1,30 @@
 //! The envelope of every encrypted record (config, index, snapshot, forget record, lock):
 //!
 //! ```text
-//! "OFS" || version u8 (=1) || type u8 || keying u8 || [ephemeral X25519 public, 32 bytes, if keying = 1]
-//!       || nonce (12) || AES-256-GCM(zstd(JSON)) || tag (16)
-//! AD = "offsite record v1" || type u8 || keying u8 || [ephemeral public]
+//! "OFS" || version u8 (=2) || type u8 || keying u8 || [ephemeral X25519 public, 32 bytes, if keying = 1]
+//!       || nonce (12) || AES-256-GCM(body) || tag (16) || [MAC (32), if keying = 1]
+//! body = u32le(n) || zstd(JSON) (n bytes) || zero bytes up to padme(4 + n)
+//! AD = "offsite record v2" || type u8 || keying u8 || [ephemeral public]
+//! MAC = keyed BLAKE3 under the record MAC key of every byte before it
 //! ```
 //! keying 0: the repository index key (both key kinds hold it); nonce random.
-//! keying 1: a fresh key sealed to the repository X25519 public key (only a full key opens it).
+//! keying 1: a fresh key sealed to the repository X25519 public key (only a full key opens it),
+//! and a MAC every key holder can check, so a backup-only client tells a record a key holder
+//! wrote from one the storage made up (docs/FORMAT.md §5).
 
 use offsite_crypto::{counter_nonce, random_bytes, seal_new_key, Aead, Key32, KeySet};
+use subtle::ConstantTimeEq;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::compress::{compress_record, decompress_record};
 use crate::FormatError;
 
 /// Current format version, in the envelope header and every record.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const MAGIC: &[u8; 3] = b"OFS";
-const AD_PREFIX: &[u8] = b"offsite record v1";
+const AD_PREFIX: &[u8] = b"offsite record v2";
+/// Length of the MAC that ends a sealed record.
+const MAC_LEN: usize = 32;
 const SEAL_CONTEXT: &[u8] = b"offsite record seal v1";
 
 /// What a record holds; bound into the AEAD associated data so one can't pass for another.
@@ -83,7 +90,26 @@ fn ad(ty: RecordType, keying: u8, eph: Option<&[u8; 32]>) -> Vec<u8> {
 /// Serialize, compress and encrypt a record.
 pub fn seal_record<T: Serialize>(ty: RecordType, keys: &KeySet, value: &T) -> Vec<u8> {
     let json = serde_json::to_vec(value).expect("records always serialize to JSON");
-    seal_bytes(ty, keys, &compress_record(&json))
+    seal_bytes(ty, keys, &padded_body(&compress_record(&json)))
+}
+
+/// `u32le(n) || frame || zeros` up to `padme(4 + n)`: a record's size shows no exact length
+/// of what it holds (the number of blobs an index lists, of snapshots a snapshot saw).
+fn padded_body(frame: &[u8]) -> Vec<u8> {
+    let n = u32::try_from(frame.len()).expect("a record is far below 4 GiB");
+    let len = 4 + frame.len() as u64;
+    let mut out = Vec::with_capacity(crate::pack::padme(len) as usize);
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(frame);
+    out.resize(crate::pack::padme(len) as usize, 0);
+    out
+}
+
+/// The zstd frame inside a padded body.
+fn unpad_body(body: &[u8]) -> Result<&[u8], FormatError> {
+    let n = body.get(..4).ok_or(FormatError::Malformed("record body too short"))?;
+    let n = u32::from_le_bytes([n[0], n[1], n[2], n[3]]) as usize;
+    body.get(4..4usize.saturating_add(n)).ok_or(FormatError::Malformed("record body shorter than it says"))
 }
 
 fn seal_bytes(ty: RecordType, keys: &KeySet, body: &[u8]) -> Vec<u8> {
@@ -104,7 +130,36 @@ fn seal_bytes(ty: RecordType, keys: &KeySet, body: &[u8]) -> Vec<u8> {
     let nonce = if eph.is_some() { counter_nonce(0) } else { random_bytes::<12>() };
     out.extend_from_slice(&nonce);
     out.extend(Aead::new(&key).seal(&nonce, &ad(ty, keying, eph.as_ref()), body));
+    if eph.is_some() {
+        let mac = keys.record_mac(&out);
+        out.extend_from_slice(&mac);
+    }
     out
+}
+
+/// Check the MAC of a sealed record of type `expected` without opening it, with any key kind:
+/// a backup-only client's proof that a key holder wrote it, not the storage.
+pub fn verify_sealed_record(expected: RecordType, keys: &KeySet, bytes: &[u8]) -> Result<(), FormatError> {
+    let (version, ty) = peek(bytes)?;
+    if version != FORMAT_VERSION {
+        return Err(FormatError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
+    }
+    let ty = ty.ok_or(FormatError::Malformed("unknown record type"))?;
+    if ty != expected {
+        return Err(FormatError::WrongType { found: ty.name(), expected: expected.name() });
+    }
+    if !ty.sealed() || bytes[5] != 1 {
+        return Err(FormatError::Malformed("record keying does not match its type"));
+    }
+    if bytes.len() < 6 + 32 + 12 + 16 + MAC_LEN {
+        return Err(FormatError::Malformed("truncated record"));
+    }
+    let (signed, mac) = bytes.split_at(bytes.len() - MAC_LEN);
+    if bool::from(keys.record_mac(signed).ct_eq(mac)) {
+        Ok(())
+    } else {
+        Err(FormatError::Auth)
+    }
 }
 
 /// Authenticate, decrypt, decompress and parse a record of the expected type.
@@ -127,6 +182,10 @@ fn open_bytes(expected: RecordType, keys: &KeySet, bytes: &[u8]) -> Result<Vec<u
         return Err(FormatError::WrongType { found: ty.name(), expected: expected.name() });
     }
     let keying = bytes[5];
+    if ty.sealed() {
+        verify_sealed_record(expected, keys, bytes)?;
+    }
+    let bytes = if ty.sealed() { &bytes[..bytes.len() - MAC_LEN] } else { bytes };
     let mut rest = &bytes[6..];
     let (key, eph) = match keying {
         0 if !ty.sealed() => (Key32::from_bytes(*keys.index_key().as_bytes()), None),
@@ -149,7 +208,7 @@ fn open_bytes(expected: RecordType, keys: &KeySet, bytes: &[u8]) -> Result<Vec<u
     let body = Aead::new(&key)
         .open(&nonce, &ad(ty, keying, eph.as_ref()), &rest[12..])
         .map_err(|_| FormatError::Auth)?;
-    decompress_record(&body)
+    decompress_record(unpad_body(&body)?)
 }
 
 #[cfg(test)]

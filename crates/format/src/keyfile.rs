@@ -2,7 +2,7 @@
 //!
 //! Plain JSON (the storage sees the kind, creation time, KDF parameters and the repository id,
 //! nothing else); `data` is `nonce || AES-256-GCM(wrapping key, secrets) || tag` with
-//! AD = "offsite key v1" || repository id (32 bytes) || kind u8 (0 full, 1 backup-only).
+//! AD = "offsite key v2" || repository id (32 bytes) || kind u8 (0 full, 1 backup-only).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -12,13 +12,16 @@ use serde::{Deserialize, Serialize};
 use crate::id::RepoId;
 use crate::FormatError;
 
+/// The key file version this code writes and reads (the format version, docs/FORMAT.md §13).
+pub const KEYFILE_VERSION: u32 = crate::envelope::FORMAT_VERSION;
+
 /// Most bytes a key file may have (bounds parsing of hostile input).
 pub const MAX_KEYFILE_LEN: usize = 64 * 1024;
 
 /// The stored JSON of a key file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyFile {
-    /// format version (1)
+    /// format version (2)
     pub version: u32,
     /// "full" or "backup-only"
     pub kind: String,
@@ -69,7 +72,7 @@ fn kind_name(k: KeyKind) -> &'static str {
 }
 
 fn ad(repo: &RepoId, kind: KeyKind) -> Vec<u8> {
-    let mut ad = b"offsite key v1".to_vec();
+    let mut ad = b"offsite key v2".to_vec();
     ad.extend_from_slice(&repo.0);
     ad.push(match kind {
         KeyKind::Full => 0,
@@ -89,7 +92,7 @@ pub fn create_keyfile(
     let wk = derive_wrapping_key(passphrase, params)?;
     let wrapped = wrap_secret(&wk, &ad(&repo, keys.kind()), &keys.to_bytes());
     let kf = KeyFile {
-        version: 1,
+        version: KEYFILE_VERSION,
         kind: kind_name(keys.kind()).to_string(),
         created: created.to_string(),
         repository: repo,
@@ -111,8 +114,8 @@ pub fn parse_keyfile(bytes: &[u8]) -> Result<KeyFile, FormatError> {
         return Err(FormatError::Malformed("key file too large"));
     }
     let kf: KeyFile = serde_json::from_slice(bytes).map_err(|e| FormatError::Json(e.to_string()))?;
-    if kf.version != 1 {
-        return Err(FormatError::UnsupportedVersion { found: kf.version, supported: 1 });
+    if kf.version != KEYFILE_VERSION {
+        return Err(FormatError::UnsupportedVersion { found: kf.version, supported: KEYFILE_VERSION });
     }
     Ok(kf)
 }

@@ -24,7 +24,7 @@ mod records;
 
 pub use bytes::RawBytes;
 pub use compress::{compress_payload, decompress_payload, MAX_PLAINTEXT};
-pub use envelope::{open_record, peek, seal_record, RecordType, FORMAT_VERSION};
+pub use envelope::{open_record, peek, seal_record, verify_sealed_record, RecordType, FORMAT_VERSION};
 pub use error::FormatError;
 pub use id::{storage_id, BlobId, IndexId, KeyId, PackId, RepoId, SnapshotId};
 pub use keyfile::{create_keyfile, parse_keyfile, unlock_keyfile, KdfRecord, KeyFile, MAX_KEYFILE_LEN};

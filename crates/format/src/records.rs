@@ -10,10 +10,17 @@ use crate::pack::PackEntry;
 /// The repository `config` record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
-    /// format version (1)
+    /// format version (2)
     pub version: u32,
     /// random repository id; key files and snapshots name it
     pub id: RepoId,
+    /// the repository's X25519 public key: packs and snapshots are sealed to it
+    #[serde(with = "hex32")]
+    pub public_key: [u8; 32],
+    /// [`offsite_crypto::KeySet::commitment`] of the repository's keys: opening refuses a key
+    /// file whose keys differ (a planted key file with the right passphrase)
+    #[serde(with = "hex32")]
+    pub key_commitment: [u8; 32],
     /// RFC 3339 creation time
     pub created: String,
     /// content-defined chunker sizes
@@ -111,7 +118,8 @@ pub enum ContentItem {
         /// length of the hole
         hole: u64,
     },
-    /// `length` bytes at `offset` in the plaintext of the bundle blob `bundle`
+    /// `length` bytes at `offset` in the plaintext of the bundle blob `bundle`, whose keyed
+    /// hash is `id`
     Slice {
         /// id of a blob of type [`crate::BlobType::Bundle`]
         bundle: BlobId,
@@ -119,6 +127,9 @@ pub enum ContentItem {
         offset: u32,
         /// how many bytes
         length: u32,
+        /// keyed hash (`KeySet::blob_id`) of the slice's bytes: a bundle's own id is random,
+        /// so this binds the bytes to the tree; every reader checks it before use
+        id: BlobId,
     },
 }
 
@@ -297,20 +308,27 @@ mod tests {
         let items = vec![
             ContentItem::Blob(BlobId([0xab; 32])),
             ContentItem::Hole { hole: 4096 },
-            ContentItem::Slice { bundle: BlobId([0x01; 32]), offset: 70_000, length: 12 },
+            ContentItem::Slice { bundle: BlobId([0x01; 32]), offset: 70_000, length: 12, id: BlobId([2; 32]) },
         ];
         let json = serde_json::to_string(&items).unwrap();
         let want = format!(
-            "[\"{}\",{{\"hole\":4096}},{{\"bundle\":\"{}\",\"offset\":70000,\"length\":12}}]",
+            "[\"{}\",{{\"hole\":4096}},{{\"bundle\":\"{}\",\"offset\":70000,\"length\":12,\"id\":\"{}\"}}]",
             "ab".repeat(32),
-            "01".repeat(32)
+            "01".repeat(32),
+            "02".repeat(32)
         );
         assert_eq!(json, want);
         assert_eq!(serde_json::from_str::<Vec<ContentItem>>(&json).unwrap(), items);
         // A slice past u32, or missing a field, is not a content item.
         for bad in [
-            format!("[{{\"bundle\":\"{}\",\"offset\":4294967296,\"length\":1}}]", "01".repeat(32)),
-            format!("[{{\"bundle\":\"{}\",\"offset\":1}}]", "01".repeat(32)),
+            format!(
+                "[{{\"bundle\":\"{}\",\"offset\":4294967296,\"length\":1,\"id\":\"{}\"}}]",
+                "01".repeat(32),
+                "02".repeat(32)
+            ),
+            format!("[{{\"bundle\":\"{}\",\"offset\":1,\"id\":\"{}\"}}]", "01".repeat(32), "02".repeat(32)),
+            // A slice without the keyed id of its bytes (format 1) is refused.
+            format!("[{{\"bundle\":\"{}\",\"offset\":1,\"length\":1}}]", "01".repeat(32)),
         ] {
             assert!(serde_json::from_str::<Vec<ContentItem>>(&bad).is_err(), "{bad}");
         }

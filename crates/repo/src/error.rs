@@ -42,8 +42,8 @@ pub enum RepoError {
         /// e.g. "snapshots/ab12cd34"
         object: String,
     },
-    /// The repository was written by a newer offsite.
-    #[error("repository format version {found} is not supported by this offsite (reads version {supported}); upgrade offsite")]
+    /// The repository was written in another format version.
+    #[error("{}", unsupported_version(*found, *supported))]
     UnsupportedVersion {
         /// version found
         found: u32,
@@ -62,7 +62,7 @@ pub enum RepoError {
         by: String,
     },
     /// The storage served an older or incomplete set of snapshots.
-    #[error("snapshot {snapshot} is missing but was seen before ({how}): the storage lost it or serves an older state of the repository")]
+    #[error("snapshot {snapshot} is missing but was seen before ({how}): the storage lost it or serves an older state of the repository; once you know why, acknowledge it with `offsite forget --missing {snapshot}` (full key)")]
     Rollback {
         /// missing snapshot id (short)
         snapshot: String,
@@ -90,6 +90,19 @@ pub enum RepoError {
     /// Anything else with a message.
     #[error("{0}")]
     Other(String),
+}
+
+fn unsupported_version(found: u32, supported: u32) -> String {
+    if found < supported {
+        format!(
+            "repository format version {found} was written by an older offsite; this offsite reads only version {supported}: \
+             read it with the offsite that wrote it, or start a new repository with `offsite init`"
+        )
+    } else {
+        format!(
+            "repository format version {found} is not supported by this offsite (reads version {supported}); upgrade offsite"
+        )
+    }
 }
 
 impl RepoError {

@@ -68,6 +68,9 @@ pub struct PackInfo {
 #[derive(Default)]
 struct Inner {
     blobs: IdMap<(u32, PackEntry)>,
+    /// further copies of blobs listed in more than one pack (rare: concurrent writers, reruns,
+    /// or a forgery): a reader falls back to them when the first copy fails verification
+    others: IdMap<Vec<(u32, PackEntry)>>,
     packs: Vec<PackInfo>,
     pack_pos: HashMap<PackId, u32>,
 }
@@ -125,9 +128,36 @@ impl Index {
             }
         };
         i.blobs.reserve(entries.len());
+        let mut again = Vec::new();
         for e in entries {
-            i.blobs.entry(e.id).or_insert((pos, *e));
+            match i.blobs.entry(e.id) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert((pos, *e));
+                }
+                std::collections::hash_map::Entry::Occupied(o) if o.get().0 != pos => again.push(*e),
+                std::collections::hash_map::Entry::Occupied(_) => {}
+            }
         }
+        for e in again {
+            let copies = i.others.entry(e.id).or_default();
+            if !copies.iter().any(|(p, _)| *p == pos) {
+                copies.push((pos, e));
+            }
+        }
+    }
+
+    /// Every indexed copy of a blob, the one [`Index::get`] returns first.
+    pub fn copies(&self, id: &BlobId) -> Vec<BlobLocation> {
+        let i = self.inner.read();
+        let first = i.blobs.get(id).map(|(pack, entry)| BlobLocation { pack: *pack, entry: *entry });
+        let others = i.others.get(id).into_iter().flatten();
+        first.into_iter().chain(others.map(|(pack, entry)| BlobLocation { pack: *pack, entry: *entry })).collect()
+    }
+
+    /// Blobs indexed in more than one pack, with every copy (for check).
+    pub fn duplicated(&self) -> Vec<(BlobId, Vec<BlobLocation>)> {
+        let ids: Vec<BlobId> = self.inner.read().others.keys().copied().collect();
+        ids.into_iter().map(|id| (id, self.copies(&id))).collect()
     }
 
     /// Whether an index object (or this writer) already names the pack.

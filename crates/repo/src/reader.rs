@@ -109,9 +109,8 @@ impl BlobReader {
         })
     }
 
-    /// Read one blob (a single aligned range request).
-    pub fn read(&self, id: &BlobId, by: &str) -> RepoResult<Vec<u8>> {
-        let loc = self.locate(id, by)?;
+    /// Read one copy of a blob (a single aligned range request), authenticated and verified.
+    pub fn read_at(&self, loc: &BlobLocation) -> RepoResult<Vec<u8>> {
         let info = self.index.pack(loc.pack);
         let (off, len) = (u64::from(loc.entry.offset), u64::from(loc.entry.length));
         let (start, end) = read_range(off, off + len, info.size);
@@ -121,16 +120,60 @@ impl BlobReader {
         let ct = bytes
             .get(from..from + len as usize)
             .ok_or_else(|| RepoError::Other(format!("data/{}: short read", info.id.short())))?;
-        self.open(&loc, ct)
+        self.open(loc, ct)
+    }
+
+    /// Read one blob. A copy that fails authentication or verification is skipped for the
+    /// next indexed copy (a blob stored twice, or a forged index entry listed first); the
+    /// first copy's error is returned when none is sound.
+    pub fn read(&self, id: &BlobId, by: &str) -> RepoResult<Vec<u8>> {
+        self.read_accepting(id, by, None, &|_| true)
+    }
+
+    /// Like [`BlobReader::read`], but a copy counts as sound only if `accept` takes its
+    /// plaintext (a bundle's id is random, so its readers check the keyed ids of the slices
+    /// they use), and the copy at `skip` (one that already failed) is not read again.
+    pub fn read_accepting(
+        &self,
+        id: &BlobId,
+        by: &str,
+        skip: Option<&BlobLocation>,
+        accept: &dyn Fn(&[u8]) -> bool,
+    ) -> RepoResult<Vec<u8>> {
+        let copies = self.index.copies(id);
+        if copies.is_empty() {
+            return Err(RepoError::MissingBlob { blob: id.short(), by: by.to_string() });
+        }
+        let mut first_err = None;
+        for loc in copies.iter().filter(|l| skip.is_none_or(|s| s.pack != l.pack)) {
+            match self.read_at(loc) {
+                Ok(plain) if accept(&plain) => return Ok(plain),
+                Ok(_) => {
+                    first_err.get_or_insert_with(|| {
+                        RepoError::Other(format!(
+                            "data/{} (blob {}) does not hold the bytes {by} names: forged or damaged",
+                            self.index.pack(loc.pack).id.short(),
+                            id.short()
+                        ))
+                    });
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_err.unwrap_or_else(|| {
+            RepoError::Other(format!("blob {} has no other copy to read (needed by {by})", id.short()))
+        }))
     }
 
     /// A tree blob's plaintext. Small tree packs are fetched whole once and kept: walking a
     /// snapshot reads thousands of trees from a few packs, and one request per tree costs a
     /// round trip each on remote storage.
-    fn read_tree_blob(&self, id: &BlobId, loc: &BlobLocation, by: &str) -> RepoResult<Vec<u8>> {
+    fn read_tree_blob(&self, loc: &BlobLocation) -> RepoResult<Vec<u8>> {
         let info = self.index.pack(loc.pack);
         if info.size > TREE_PACK_CACHE_MAX {
-            return self.read(id, by);
+            return self.read_at(loc);
         }
         let cached = self.tree_packs.lock().0.get(&loc.pack).cloned();
         let pack = match cached {
@@ -162,6 +205,14 @@ impl BlobReader {
     /// Read and parse a tree blob.
     pub fn tree(&self, id: &BlobId, by: &str) -> RepoResult<Tree> {
         let loc = self.locate(id, by)?;
+        // A forged entry listed first may give the id another type: prefer a copy indexed as a
+        // tree.
+        let loc = self
+            .index
+            .copies(id)
+            .into_iter()
+            .find(|l| l.entry.ty == offsite_format::BlobType::Tree)
+            .unwrap_or(loc);
         if loc.entry.ty != offsite_format::BlobType::Tree {
             return Err(RepoError::Other(format!(
                 "blob {} named as a tree by {by} is a {} blob",
@@ -169,7 +220,14 @@ impl BlobReader {
                 format!("{:?}", loc.entry.ty).to_lowercase()
             )));
         }
-        let bytes = self.read_tree_blob(id, &loc, by)?;
+        let bytes = match self.read_tree_blob(&loc) {
+            Ok(b) => b,
+            // Another copy of the tree, if one is indexed, may be sound.
+            Err(e) => match self.index.copies(id).iter().skip(1).find_map(|l| self.read_at(l).ok()) {
+                Some(b) => b,
+                None => return Err(e),
+            },
+        };
         self.trees_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         serde_json::from_slice(&bytes).map_err(|e| {
             RepoError::corrupt(

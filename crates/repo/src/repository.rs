@@ -50,6 +50,10 @@ pub struct KeyInfo {
     pub current: bool,
 }
 
+/// Key files tried at most per open, the cached last key first: each attempt costs one
+/// Argon2id derivation, and the storage can plant key files (docs/FORMAT.md §4).
+pub const MAX_KEY_TRIES: usize = 8;
+
 /// An open repository: storage, config and the unlocked key set.
 pub struct Repository {
     storage: Arc<dyn Storage>,
@@ -57,6 +61,7 @@ pub struct Repository {
     keys: KeySet,
     key_id: KeyId,
     cache: Option<PathBuf>,
+    warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -104,6 +109,8 @@ impl Repository {
         let config = Config {
             version: FORMAT_VERSION,
             id,
+            public_key: keys.public_key(),
+            key_commitment: keys.commitment(),
             created: now_rfc3339(),
             chunker: opts.chunker,
             compression: opts.compression,
@@ -118,7 +125,7 @@ impl Repository {
         storage.write(ObjectKind::Config, "", &seal_record(RecordType::Config, &keys, &config))?;
         failpoint::hit("init.config_written");
         let cache = cache.base().map(|b| b.join(config.id.to_hex()));
-        Ok(Repository { storage, config, keys, key_id, cache })
+        Ok(Repository { storage, config, keys, key_id, cache, warnings: Vec::new() })
     }
 
     /// Open a repository with a passphrase: find the key file it unlocks, then read the config.
@@ -126,6 +133,22 @@ impl Repository {
         storage: Arc<dyn Storage>,
         passphrase: &[u8],
         cache: &CacheSetting,
+    ) -> RepoResult<Repository> {
+        Repository::open_with_key(storage, passphrase, cache, None)
+    }
+
+    /// Like [`Repository::open`], trying only the key files whose id starts with `key_prefix`
+    /// when it is given (`--key-id`).
+    ///
+    /// A key file is used only if its keys match the config's key commitment and public key
+    /// (docs/FORMAT.md §5.1): one that opens with the passphrase but holds other keys (planted
+    /// by the storage or a thief to capture future backups) is skipped and named in
+    /// [`Repository::warnings`]. At most [`MAX_KEY_TRIES`] key files are tried.
+    pub fn open_with_key(
+        storage: Arc<dyn Storage>,
+        passphrase: &[u8],
+        cache: &CacheSetting,
+        key_prefix: Option<&str>,
     ) -> RepoResult<Repository> {
         let location = storage.location();
         let config_bytes = match storage.read(ObjectKind::Config, "", None) {
@@ -136,27 +159,18 @@ impl Repository {
         if version != FORMAT_VERSION {
             return Err(RepoError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
         }
-        let (key_id, keys, repo_id) = find_key(&*storage, passphrase, cache)?;
-        let config: Config = open_record(RecordType::Config, &keys, &config_bytes).map_err(|e| match e {
-            FormatError::Auth => RepoError::Other(format!(
-                "config of {location} does not authenticate with key {}: the config is damaged or the key belongs to another repository",
-                key_id.short()
-            )),
-            e => RepoError::corrupt("config", e),
-        })?;
-        if config.id != repo_id {
-            return Err(RepoError::Other(format!(
-                "key {} belongs to repository {}, but {location} is repository {}",
-                key_id.short(),
-                repo_id.short(),
-                config.id.short()
-            )));
-        }
+        let found = find_key(&*storage, passphrase, cache, key_prefix, &config_bytes)?;
+        let (key_id, keys, config) = (found.key_id, found.keys, found.config);
         let cache = cache.base().map(|b| b.join(config.id.to_hex()));
         if let Some(dir) = &cache {
             let _ = write_atomic_if_changed(&dir.join("last-key"), key_id.to_hex().as_bytes());
         }
-        Ok(Repository { storage, config, keys, key_id, cache })
+        Ok(Repository { storage, config, keys, key_id, cache, warnings: found.warnings })
+    }
+
+    /// Warnings from opening (key files skipped, planted key files): the CLI prints them.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The storage.
@@ -311,9 +325,48 @@ fn interrupted_init_key(storage: &dyn Storage, pass: &[u8]) -> RepoResult<Option
     }
 }
 
-fn find_key(storage: &dyn Storage, pass: &[u8], cache: &CacheSetting) -> RepoResult<(KeyId, KeySet, RepoId)> {
+/// A key file that opened and matches the config.
+struct FoundKey {
+    key_id: KeyId,
+    keys: KeySet,
+    config: Config,
+    warnings: Vec<String>,
+}
+
+/// Why a key file that the passphrase opened was not used.
+fn key_mismatch(keys: &KeySet, repo: RepoId, config_bytes: &[u8]) -> Result<Config, String> {
+    let config: Config = match open_record(RecordType::Config, keys, config_bytes) {
+        Ok(c) => c,
+        Err(FormatError::Auth) => return Err("the config does not authenticate with its index key".into()),
+        Err(e) => return Err(format!("the config does not decode with it: {e}")),
+    };
+    if config.id != repo {
+        return Err(format!("it names repository {}, the config {}", repo.short(), config.id.short()));
+    }
+    if config.public_key != keys.public_key() || config.key_commitment != keys.commitment() {
+        return Err("its keys differ from the ones the config commits to".into());
+    }
+    Ok(config)
+}
+
+fn find_key(
+    storage: &dyn Storage,
+    pass: &[u8],
+    cache: &CacheSetting,
+    key_prefix: Option<&str>,
+    config_bytes: &[u8],
+) -> RepoResult<FoundKey> {
     let mut ids: Vec<String> = storage.list(ObjectKind::Key)?.into_iter().map(|(id, _)| id).collect();
     ids.sort();
+    if let Some(prefix) = key_prefix {
+        ids.retain(|id| id.starts_with(prefix));
+        if ids.is_empty() {
+            return Err(RepoError::Other(format!(
+                "no key file of {} starts with {prefix:?}; list them with `offsite key list`",
+                storage.location()
+            )));
+        }
+    }
     // Try the key used last time first: each attempt costs one Argon2id derivation.
     if let Some(base) = cache.base() {
         if let Ok(rd) = std::fs::read_dir(&base) {
@@ -328,9 +381,11 @@ fn find_key(storage: &dyn Storage, pass: &[u8], cache: &CacheSetting) -> RepoRes
             }
         }
     }
+    let skipped: Vec<String> = ids.iter().skip(MAX_KEY_TRIES).map(|id| format!("keys/{}", &id[..8])).collect();
     let mut damaged = None;
     let mut readable = 0usize;
-    for id in ids {
+    let mut foreign: Vec<(String, String)> = Vec::new();
+    for id in ids.into_iter().take(MAX_KEY_TRIES) {
         let bytes = match read_verified(storage, ObjectKind::Key, &id) {
             Ok(b) => b,
             Err(e @ RepoError::NameMismatch { .. }) => {
@@ -342,11 +397,48 @@ fn find_key(storage: &dyn Storage, pass: &[u8], cache: &CacheSetting) -> RepoRes
         match unlock_keyfile(&bytes, pass) {
             Ok((kf, keys)) => {
                 let kid = KeyId::from_hex(&id).map_err(|e| RepoError::corrupt(format!("keys/{id}"), e))?;
-                return Ok((kid, keys, kf.repository));
+                match key_mismatch(&keys, kf.repository, config_bytes) {
+                    Ok(config) => {
+                        let mut warnings: Vec<String> = foreign
+                            .iter()
+                            .map(|(other, why)| {
+                                format!(
+                                    "the passphrase opens two key files, keys/{} and keys/{other}; \
+                                     keys/{other} does not belong to this repository ({why}): \
+                                     it was planted or is damaged; remove it with `offsite key remove {other}`",
+                                    kid.short()
+                                )
+                            })
+                            .collect();
+                        if !skipped.is_empty() {
+                            warnings.push(format!(
+                                "tried {MAX_KEY_TRIES} key files; not tried: {}",
+                                skipped.join(", ")
+                            ));
+                        }
+                        return Ok(FoundKey { key_id: kid, keys, config, warnings });
+                    }
+                    Err(why) => foreign.push((kid.short(), why)),
+                }
             }
             Err(FormatError::WrongPassphrase) => readable += 1,
             Err(e) => damaged = Some(RepoError::corrupt(format!("keys/{}", &id[..8]), e)),
         }
+    }
+    if let Some((other, why)) = foreign.first() {
+        return Err(RepoError::Other(format!(
+            "the passphrase opens keys/{other}, but it does not belong to repository {} ({why}): \
+             it was planted or the config was replaced; refusing to use it",
+            storage.location()
+        )));
+    }
+    if !skipped.is_empty() {
+        return Err(RepoError::Other(format!(
+            "wrong passphrase for repository {}: tried the first {MAX_KEY_TRIES} key files, not {}; \
+             name the key file with --key-id",
+            storage.location(),
+            skipped.join(", ")
+        )));
     }
     match damaged {
         // Every key file is damaged: say so rather than blame the passphrase.

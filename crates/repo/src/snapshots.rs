@@ -9,7 +9,8 @@ use std::collections::{BTreeSet, HashSet};
 
 use offsite_backend::{failpoint, ObjectKind};
 use offsite_format::{
-    open_record, peek, seal_record, storage_id, ForgetRecord, RecordType, Snapshot, SnapshotId,
+    open_record, peek, seal_record, storage_id, verify_sealed_record, ForgetRecord, RecordType, Snapshot,
+    SnapshotId, FORMAT_VERSION,
 };
 use rayon::prelude::*;
 
@@ -28,6 +29,16 @@ pub struct SnapshotSet {
     pub forgotten: HashSet<SnapshotId>,
 }
 
+/// A snapshot named as existing (by a listed snapshot's `seen`, or by this client's record of
+/// what it saw) that is neither listed nor removed by a forget record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingSnapshot {
+    /// the missing snapshot
+    pub id: SnapshotId,
+    /// how it is known to have existed, e.g. "named by snapshot ab12cd34"
+    pub how: String,
+}
+
 enum Entry {
     Snap(SnapshotId, Option<Box<Snapshot>>),
     Forget(ForgetRecord),
@@ -37,6 +48,43 @@ impl Repository {
     /// List and decode `snapshots/`, then verify nothing seen before is missing (see module doc).
     /// Records the verified set as this client's new tips.
     pub fn snapshot_set(&self) -> RepoResult<SnapshotSet> {
+        let set = self.load_snapshot_set()?;
+        if let Some(m) = self.missing_in(&set)?.into_iter().next() {
+            return Err(RepoError::Rollback { snapshot: m.id.short(), how: m.how });
+        }
+        self.save_tips(&set.ids)?;
+        Ok(set)
+    }
+
+    /// Every snapshot known to have existed that is gone without a forget record (see
+    /// [`MissingSnapshot`]), without failing on them: what `forget --missing` shows the owner
+    /// before it acknowledges them.
+    pub fn missing_snapshots(&self) -> RepoResult<Vec<MissingSnapshot>> {
+        let set = self.load_snapshot_set()?;
+        self.missing_in(&set)
+    }
+
+    /// Acknowledge snapshots as gone: a forget record names them (docs/FORMAT.md §10), so
+    /// neither this client nor any other reports them as missing again. Full key only: the
+    /// owner decides, after seeing what was lost. Refuses an id that is still listed.
+    pub fn acknowledge_missing(&self, ids: Vec<SnapshotId>) -> RepoResult<SnapshotId> {
+        self.require_full()?;
+        let listed: HashSet<SnapshotId> = self
+            .storage()
+            .list(ObjectKind::Snapshot)?
+            .into_iter()
+            .filter_map(|(id, _)| SnapshotId::from_hex(&id).ok())
+            .collect();
+        if let Some(id) = ids.iter().find(|id| listed.contains(id)) {
+            return Err(RepoError::Other(format!(
+                "snapshot {} is not missing: it is still listed; forget it instead",
+                id.short()
+            )));
+        }
+        self.save_forget_record(ids)
+    }
+
+    fn load_snapshot_set(&self) -> RepoResult<SnapshotSet> {
         let listed = self.storage().list(ObjectKind::Snapshot)?;
         let full = self.is_full();
         let entries: Vec<Entry> =
@@ -55,8 +103,6 @@ impl Repository {
         }
         set.snapshots.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         set.ids.sort();
-        self.verify_no_rollback(&set)?;
-        self.save_tips(&set.ids)?;
         Ok(set)
     }
 
@@ -72,6 +118,10 @@ impl Repository {
             return Ok(Entry::Forget(f));
         }
         if !full {
+            // A backup-only key cannot open a snapshot, but checks that a key holder wrote it
+            // (its MAC), so the storage cannot plant one that later counts as seen.
+            verify_sealed_record(RecordType::Snapshot, self.keys(), &bytes)
+                .map_err(|e| RepoError::corrupt(&object, e))?;
             return Ok(Entry::Snap(sid, None));
         }
         let s: Snapshot = open_record(RecordType::Snapshot, self.keys(), &bytes)
@@ -95,15 +145,18 @@ impl Repository {
         self.cache_dir().map(|d| d.join("snapshots-seen"))
     }
 
-    fn verify_no_rollback(&self, set: &SnapshotSet) -> RepoResult<()> {
+    fn missing_in(&self, set: &SnapshotSet) -> RepoResult<Vec<MissingSnapshot>> {
         let listed: HashSet<_> = set.ids.iter().copied().collect();
         let gone = |id: &SnapshotId| !listed.contains(id) && !set.forgotten.contains(id);
+        let mut out: Vec<MissingSnapshot> = Vec::new();
+        let mut push = |id: SnapshotId, how: String| {
+            if !out.iter().any(|m| m.id == id) {
+                out.push(MissingSnapshot { id, how });
+            }
+        };
         for (sid, s) in &set.snapshots {
-            if let Some(m) = s.seen.iter().find(|id| gone(id)) {
-                return Err(RepoError::Rollback {
-                    snapshot: m.short(),
-                    how: format!("named by snapshot {}", sid.short()),
-                });
+            for m in s.seen.iter().filter(|id| gone(id)) {
+                push(*m, format!("named by snapshot {}", sid.short()));
             }
         }
         if let Some(path) = self.tips_path() {
@@ -111,16 +164,13 @@ impl Repository {
                 for line in String::from_utf8_lossy(&bytes).lines() {
                     if let Ok(id) = SnapshotId::from_hex(line.trim()) {
                         if gone(&id) {
-                            return Err(RepoError::Rollback {
-                                snapshot: id.short(),
-                                how: format!("this client saw it earlier; record in {}", path.display()),
-                            });
+                            push(id, format!("this client saw it earlier; record in {}", path.display()));
                         }
                     }
                 }
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     fn save_tips(&self, ids: &[SnapshotId]) -> RepoResult<()> {
@@ -153,7 +203,7 @@ impl Repository {
     /// Record that snapshots were removed on purpose (written before they are deleted).
     pub fn save_forget_record(&self, removed: Vec<SnapshotId>) -> RepoResult<SnapshotId> {
         let rec = ForgetRecord {
-            version: 1,
+            version: FORMAT_VERSION,
             repository: self.config().id,
             time: crate::repository::now_rfc3339(),
             removed,

@@ -6,6 +6,7 @@ mod backup;
 mod check;
 mod diff;
 mod dump;
+mod forget;
 mod init;
 mod key;
 mod ls;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> Result<Status> {
         Command::Dump(a) => dump::run(&inv, out, &a),
         Command::Restore(a) => restore::run(&inv, out, &a),
         Command::Check(a) => check::run(&inv, out, &a),
+        Command::Forget(a) => forget::run(&inv, out, &a),
         Command::Key(k) => key::run(&inv, out, k),
     }
 }
@@ -56,8 +58,11 @@ pub fn open(inv: &Invocation) -> Result<Repository> {
     }
     let pass = password::read(&inv.password, Purpose::Open(&storage.location()))?;
     let started = std::time::Instant::now();
-    let repo = Repository::open(storage, &pass, &inv.cache)?;
+    let repo = Repository::open_with_key(storage, &pass, &inv.cache, inv.key_id.as_deref())?;
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "repository opened (key derived)");
+    for w in repo.warnings() {
+        crate::output::warn(w);
+    }
     Ok(repo)
 }
 

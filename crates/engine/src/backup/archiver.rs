@@ -167,7 +167,7 @@ impl<'c> Archiver<'_, 'c> {
         let offset = u32::try_from(b.data.len()).expect("a bundle is stored before it reaches 4 GiB");
         b.data.extend_from_slice(data);
         b.members.push((content_id, offset, length));
-        let item = ContentItem::Slice { bundle: b.id, offset, length };
+        let item = ContentItem::Slice { bundle: b.id, offset, length, id: BlobId(content_id) };
         if b.data.len() >= BUNDLE_TARGET {
             self.store_bundle(&b).map_err(|e| ReadFail::Repo(e.into()))?;
         } else {

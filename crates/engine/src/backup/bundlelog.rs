@@ -56,7 +56,7 @@ impl BundleLog {
                 let (offset, length) = rest.split_at(4);
                 let offset = u32::from_le_bytes(offset.try_into().ok()?);
                 let length = u32::from_le_bytes(length.try_into().ok()?);
-                logged.insert(*id, ContentItem::Slice { bundle, offset, length });
+                logged.insert(*id, ContentItem::Slice { bundle, offset, length, id: BlobId(*id) });
             }
             keep.push(body.as_slice());
         }
@@ -120,7 +120,10 @@ mod tests {
         // Only `stored` reached the index: its files come back, `lost`'s are dropped for good.
         let (log, logged) = BundleLog::open(dir.path(), &index_with(&[stored])).unwrap();
         assert_eq!(logged.len(), 2);
-        assert_eq!(logged[&[11; 32]], ContentItem::Slice { bundle: stored, offset: 5, length: 7 });
+        assert_eq!(
+            logged[&[11; 32]],
+            ContentItem::Slice { bundle: stored, offset: 5, length: 7, id: BlobId([11; 32]) }
+        );
         assert!(!logged.contains_key(&[12; 32]));
         drop(log);
         let (mut log, logged) = BundleLog::open(dir.path(), &index_with(&[stored, lost])).unwrap();

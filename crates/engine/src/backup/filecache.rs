@@ -22,7 +22,7 @@ use crate::error::{EngineError, EngineResult};
 const FILE_NAME: &str = "files-cache.bin";
 /// The JSON cache of earlier versions, removed when the binary one is written.
 const OLD_FILE_NAME: &str = "files-cache.zst";
-const MAGIC: &[u8; 8] = b"OFSFC\x00\x02\x00";
+const MAGIC: &[u8; 8] = b"OFSFC\x00\x03\x00";
 /// Bytes before the zstd frame: magic, parent flag, parent id.
 const HEADER: usize = 8 + 1 + 32;
 /// Largest decompressed body accepted (a corrupt length must not allocate without bound).
@@ -233,11 +233,12 @@ fn encode_body(roots: &[Vec<u8>], entries: &[(&[u8], &CacheEntry)]) -> Vec<u8> {
                     out.push(1);
                     out.extend_from_slice(&hole.to_le_bytes());
                 }
-                ContentItem::Slice { bundle, offset, length } => {
+                ContentItem::Slice { bundle, offset, length, id } => {
                     out.push(2);
                     out.extend_from_slice(&bundle.0);
                     out.extend_from_slice(&offset.to_le_bytes());
                     out.extend_from_slice(&length.to_le_bytes());
+                    out.extend_from_slice(&id.0);
                 }
             }
         }
@@ -322,7 +323,12 @@ fn decode(file: &[u8]) -> Option<Decoded> {
             content.push(match c.u8()? {
                 0 => ContentItem::Blob(BlobId(c.id32()?)),
                 1 => ContentItem::Hole { hole: c.u64()? },
-                2 => ContentItem::Slice { bundle: BlobId(c.id32()?), offset: c.u32()?, length: c.u32()? },
+                2 => ContentItem::Slice {
+                    bundle: BlobId(c.id32()?),
+                    offset: c.u32()?,
+                    length: c.u32()?,
+                    id: BlobId(c.id32()?),
+                },
                 _ => return None,
             });
         }
@@ -350,7 +356,12 @@ mod tests {
             content: vec![
                 ContentItem::Blob(BlobId([i; 32])),
                 ContentItem::Hole { hole: 1 << 40 },
-                ContentItem::Slice { bundle: BlobId([!i; 32]), offset: u32::MAX - u32::from(i), length: 7 },
+                ContentItem::Slice {
+                    bundle: BlobId([!i; 32]),
+                    offset: u32::MAX - u32::from(i),
+                    length: 7,
+                    id: BlobId([i ^ 0x55; 32]),
+                },
             ],
             xattrs: vec![Xattr { name: RawBytes(b"user.a".to_vec()), value: RawBytes(vec![0, 255, i]) }],
         }

@@ -196,7 +196,7 @@ pub fn backup(
     let errors = errors.into_inner();
     let parent = cache.parent.filter(|p| cache.same_paths(&root_bytes) && set.ids.contains(p));
     let snapshot = Snapshot {
-        version: 1,
+        version: offsite_format::FORMAT_VERSION,
         repository: repo.config().id,
         time: time.to_string(),
         host: opts.host.clone().unwrap_or_else(hostname),

@@ -1,9 +1,11 @@
 //! Reading data: each selected pack is read whole, once, by one worker (memory is one pack per
 //! worker); its name must be the SHA-256 of its bytes, its own header must list exactly the
 //! blobs the index lists for it, and every blob must decrypt to its recorded length and (data
-//! and tree blobs) hash to its id. A bundle's id is random, not a hash: the AEAD, whose
-//! associated data holds the blob's type and id, is what binds it to its plaintext.
+//! and tree blobs) hash to its id. A bundle's id is random, not a hash: each slice a file names
+//! in it must hold bytes with the slice's keyed content id (a backup-only key can store a
+//! bundle under an existing bundle's id; only the slices' ids tell the copies apart).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use offsite_backend::ObjectKind;
@@ -13,6 +15,7 @@ use rayon::prelude::*;
 
 use super::objects::LoadedIndex;
 use super::{Findings, ReadData};
+use crate::content::{slice_matches, slice_of};
 use crate::events::{Event, Reporter};
 
 /// At most this many failing blobs are described per pack; the rest are counted.
@@ -48,7 +51,7 @@ pub(crate) fn read_data(
     let outcomes: Vec<PackOutcome> = readable
         .par_iter()
         .map(|p| {
-            let out = check_pack(repo, p);
+            let out = check_pack(repo, p, &found.slices);
             let d = done.fetch_add(1, Ordering::Relaxed) + 1;
             let b = bytes_done.fetch_add(p.size, Ordering::Relaxed) + p.size;
             if reporter.wants_progress() {
@@ -123,7 +126,7 @@ pub(crate) fn type_name(ty: BlobType) -> &'static str {
     }
 }
 
-fn check_pack(repo: &Repository, p: &IndexPack) -> PackOutcome {
+fn check_pack(repo: &Repository, p: &IndexPack, slices: &HashMap<BlobId, Vec<(u64, u64, BlobId)>>) -> PackOutcome {
     let mut out = PackOutcome {
         short: p.id.short(),
         issues: Vec::new(),
@@ -167,7 +170,26 @@ fn check_pack(repo: &Repository, p: &IndexPack) -> PackOutcome {
         match bytes.get(start..end) {
             None => out.bad_blobs.push((e.id, format!("{what} lies outside the pack"))),
             Some(ct) => match opener.open(repo.keys(), e, ct) {
-                Ok(_) => out.blobs_ok += 1,
+                Ok(plain) => {
+                    let wrong = slices.get(&e.id).map_or(0, |named| {
+                        named
+                            .iter()
+                            .filter(|(within, len, id)| {
+                                !slice_of(&plain, *within, *len).is_some_and(|b| slice_matches(repo.keys(), b, id))
+                            })
+                            .count()
+                    });
+                    if wrong == 0 {
+                        out.blobs_ok += 1;
+                    } else {
+                        out.bad_blobs.push((
+                            e.id,
+                            format!(
+                                "{what} does not hold the bytes {wrong} file slice(s) name: this copy is forged or damaged"
+                            ),
+                        ));
+                    }
+                }
                 Err(err) => out.bad_blobs.push((e.id, format!("{what}: {err}"))),
             },
         }

@@ -80,11 +80,19 @@ pub(crate) struct Findings {
     pub bad: HashMap<BlobId, Vec<usize>>,
     /// packs missing or of the wrong size: not read again, their blobs already count as bad
     pub unusable: HashSet<PackId>,
+    /// bundle -> the slices files name in it (offset, length, keyed content id): reading
+    /// data checks each copy of the bundle holds those bytes (a bundle's id is random)
+    pub slices: HashMap<BlobId, Vec<(u64, u64, BlobId)>>,
 }
 
 impl Findings {
     fn new() -> Self {
-        Findings { problems: Problems::default(), bad: HashMap::new(), unusable: HashSet::new() }
+        Findings {
+            problems: Problems::default(),
+            bad: HashMap::new(),
+            unusable: HashSet::new(),
+            slices: HashMap::new(),
+        }
     }
 
     /// Record that `blob` is damaged by problem `idx`.
@@ -104,8 +112,10 @@ impl Findings {
 /// readable and well formed (safe names, sorted entries, file sizes that match their content)
 /// and names only indexed blobs. With
 /// [`ReadData::All`] or [`ReadData::Subset`], the selected packs are also read whole: their
-/// own header must match the index and every blob must decrypt to its recorded length and
-/// (bundles excepted: their id is random, bound by the AEAD) hash to its id.
+/// own header must match the index and every blob must decrypt to its recorded length and hash
+/// to its id; a bundle (whose id is random) must hold, at each slice a file names, bytes with
+/// that slice's keyed content id. Each copy of a blob stored twice is read and judged on its
+/// own, so a forged copy is named by its pack.
 ///
 /// Returns an error only when the check cannot run at all (wrong key kind, storage listing
 /// failing); damage is reported in [`CheckReport::problems`].

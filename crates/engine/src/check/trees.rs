@@ -20,6 +20,9 @@ struct TreeCheck {
     issues: Vec<(String, String, BlobId)>,
     /// subtrees to check next
     subtrees: Vec<BlobId>,
+    /// slices of bundles the tree's files name: (bundle, offset, length, keyed content id),
+    /// verified against the bundle's bytes when data is read
+    slices: Vec<(BlobId, u64, u64, BlobId)>,
 }
 
 impl TreeCheck {
@@ -49,6 +52,9 @@ pub(crate) fn check_trees(
                 found.mark(blob, idx);
             }
             next.extend(r.subtrees.into_iter().filter(|t| seen.insert(*t)));
+            for (bundle, within, len, id) in r.slices {
+                found.slices.entry(bundle).or_default().push((within, len, id));
+            }
         }
         if reporter.wants_progress() {
             reporter.report(Event::Progress {
@@ -66,7 +72,7 @@ pub(crate) fn check_trees(
 }
 
 fn check_tree(reader: &BlobReader, id: &BlobId, found: &Findings) -> TreeCheck {
-    let mut r = TreeCheck { ok: false, issues: Vec::new(), subtrees: Vec::new() };
+    let mut r = TreeCheck { ok: false, issues: Vec::new(), subtrees: Vec::new(), slices: Vec::new() };
     let index = reader.index();
     let object = format!("tree {}", id.short());
     let Some(loc) = index.get(id) else {
@@ -148,7 +154,10 @@ fn check_content(
     for item in content {
         match resolve(reader.index(), item) {
             Ok(Source::Hole(hole)) => total = total.saturating_add(hole),
-            Ok(Source::Blob { loc, len, .. }) => {
+            Ok(Source::Blob { loc, len, within, id }) => {
+                if let Some(id) = id {
+                    r.slices.push((loc.entry.id, within, len, id));
+                }
                 if found.unusable.contains(&reader.index().pack(loc.pack).id) {
                     complete = false;
                 }

@@ -6,11 +6,11 @@
 //! as its last blob is written; a file with a failed blob is removed and reported, never put
 //! in place.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use offsite_backend::ObjectKind;
 use offsite_format::{BlobId, BlobType, ContentItem, Node};
@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use super::plan::PlanFile;
 use super::{Ctx, Overwrite};
 use crate::check::type_name;
-use crate::content::{resolve, slice_of, Refused, Source};
+use crate::content::{resolve, slice_matches, slice_of, Refused, Source};
 use crate::events::display_path;
 
 /// Ranges of one pack closer than this are read together.
@@ -32,11 +32,6 @@ const MAX_RUN: u64 = 16 * 1024 * 1024;
 const MAX_HANDLES: usize = 16;
 /// Size of the buffer holes are compared in.
 const HOLE_CHUNK: u64 = 1024 * 1024;
-/// Decoded bundles kept while deciding which files to skip (neighbours share bundles).
-const BUNDLE_CACHE_COUNT: usize = 8;
-/// Plaintext bytes of decoded bundles kept at most while deciding (one larger bundle is kept
-/// alone).
-const BUNDLE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// What became of a planned file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,23 +47,26 @@ pub(crate) enum FileStatus {
 }
 
 /// One piece of a file: at `offset`, `len` bytes of a blob's plaintext starting at `within`
-/// (a whole data blob: `within` 0, `len` its length; a slice of a bundle), or `len` zero bytes.
+/// (a whole data blob: `within` 0, `len` its length; a slice of a bundle, whose bytes must
+/// have the keyed id `id`), or `len` zero bytes.
 #[derive(Clone, Copy)]
 struct Piece {
     offset: u64,
     len: u64,
     blob: Option<BlobLocation>,
     within: u64,
+    id: Option<BlobId>,
 }
 
 /// Where a needed blob's bytes go: `len` bytes from `within` in its plaintext, to offset `at`
-/// of job `job`'s file.
+/// of job `job`'s file; a slice's bytes must have the keyed id `id`.
 #[derive(Clone, Copy)]
 struct Place {
     job: usize,
     at: u64,
     within: u64,
     len: u64,
+    id: Option<BlobId>,
 }
 
 enum Decision {
@@ -107,46 +105,6 @@ struct Need {
     places: Vec<Place>,
 }
 
-/// One bundle's plaintext, read at most once; `None` if it could not be read.
-type BundleSlot = Arc<OnceLock<Option<Arc<Vec<u8>>>>>;
-
-/// The last few bundles decoded by [`Ctx::same_content`], shared by the parallel decisions:
-/// files are decided in walk order, so neighbouring small files name the same bundle. A
-/// bundle being read by one worker is waited for, not read again, by the others.
-#[derive(Default)]
-struct BundleCache {
-    /// (bundle, plaintext length, slot), oldest first
-    slots: Mutex<VecDeque<(BlobId, u64, BundleSlot)>>,
-}
-
-impl BundleCache {
-    /// The plaintext of bundle `loc`, read through the cache; `None` if it cannot be read.
-    fn get(&self, ctx: &Ctx<'_>, loc: &BlobLocation, path: &[u8]) -> Option<Arc<Vec<u8>>> {
-        let id = loc.entry.id;
-        let slot = {
-            let mut slots = self.slots.lock();
-            match slots.iter().find(|(b, _, _)| *b == id) {
-                Some((_, _, s)) => s.clone(),
-                None => {
-                    let len = u64::from(loc.entry.raw_length);
-                    let mut total: u64 = slots.iter().map(|(_, l, _)| l).sum::<u64>() + len;
-                    while !slots.is_empty()
-                        && (slots.len() >= BUNDLE_CACHE_COUNT || total > BUNDLE_CACHE_BYTES)
-                    {
-                        if let Some((_, l, _)) = slots.pop_front() {
-                            total -= l;
-                        }
-                    }
-                    let s = BundleSlot::default();
-                    slots.push_back((id, len, s.clone()));
-                    s
-                }
-            }
-        };
-        slot.get_or_init(|| ctx.reader.read(&id, &display_path(path)).ok().map(Arc::new)).clone()
-    }
-}
-
 /// One storage read: a range of a pack and the needed blobs in it, by offset.
 struct Run {
     pack: u32,
@@ -173,11 +131,11 @@ impl Ctx<'_> {
         let mut out = Vec::with_capacity(items.len());
         let mut offset = 0u64;
         for item in items {
-            let (len, blob, within) = match resolve(self.reader.index(), item) {
-                Ok(Source::Hole(len)) => (len, None, 0),
+            let (len, blob, within, id) = match resolve(self.reader.index(), item) {
+                Ok(Source::Hole(len)) => (len, None, 0, None),
                 // An empty slice: nothing to read.
                 Ok(Source::Blob { len: 0, .. }) => continue,
-                Ok(Source::Blob { loc, within, len }) => (len, Some(loc), within),
+                Ok(Source::Blob { loc, within, len, id }) => (len, Some(loc), within, id),
                 Err(Refused::Missing(id)) if matches!(item, ContentItem::Slice { .. }) => {
                     return Err(format!("bundle {} is missing", id.short()))
                 }
@@ -203,7 +161,7 @@ impl Ctx<'_> {
                     ))
                 }
             };
-            out.push(Piece { offset, len, blob, within });
+            out.push(Piece { offset, len, blob, within, id });
             offset = offset.checked_add(len).ok_or("content length overflows")?;
         }
         if offset != node.size {
@@ -212,10 +170,9 @@ impl Ctx<'_> {
         Ok(out)
     }
 
-    /// Whether the existing file holds exactly this content: whole data blobs by keyed id,
-    /// slices of bundles (whose id is no hash) byte by byte against the bundle's plaintext,
-    /// read through `bundles`. A bundle that cannot be read means "not the same".
-    fn same_content(&self, f: &PlanFile, pieces: &[Piece], bundles: &BundleCache) -> std::io::Result<bool> {
+    /// Whether the existing file holds exactly this content, by keyed ids: a whole data blob's
+    /// own id, a slice's `id` (nothing is read from the storage).
+    fn same_content(&self, f: &PlanFile, pieces: &[Piece]) -> std::io::Result<bool> {
         let file = self.target.open_read(f.dir, &f.node.name.0)?;
         if !file.metadata()?.file_type().is_file() {
             return Ok(false);
@@ -229,17 +186,8 @@ impl Ctx<'_> {
                         return Ok(false);
                     }
                     file.read_exact_at(&mut buf, p.offset)?;
-                    let whole = p.within == 0 && p.len == u64::from(loc.entry.raw_length);
-                    if loc.entry.ty.content_addressed() && whole {
-                        if self.reader.repo().keys().blob_id(&buf) != loc.entry.id.0 {
-                            return Ok(false);
-                        }
-                        continue;
-                    }
-                    let Some(plain) = bundles.get(self, &loc, &f.path) else {
-                        return Ok(false);
-                    };
-                    if slice_of(&plain, p.within, p.len) != Some(&buf[..]) {
+                    let want = p.id.unwrap_or(loc.entry.id);
+                    if self.reader.repo().keys().blob_id(&buf) != want.0 {
                         return Ok(false);
                     }
                 }
@@ -275,7 +223,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn decide(&self, f: &PlanFile, dir_ok: &[bool], bundles: &BundleCache) -> Decision {
+    fn decide(&self, f: &PlanFile, dir_ok: &[bool]) -> Decision {
         if f.link_to.is_some() || !dir_ok[f.dir] {
             return Decision::Done(FileStatus::NotHandled);
         }
@@ -301,7 +249,7 @@ impl Ctx<'_> {
                 st.st_mode & libc::S_IFMT == libc::S_IFREG
                     && u64::try_from(st.st_size).ok() == Some(f.node.size)
                     && (st.st_mtime, u32::try_from(st.st_mtime_nsec).unwrap_or(u32::MAX)) == f.node.mtime
-                    && self.same_content(f, &pieces, bundles).unwrap_or(false)
+                    && self.same_content(f, &pieces).unwrap_or(false)
                     && self.refresh_metadata(f)
             }
         };
@@ -336,9 +284,7 @@ impl Ctx<'_> {
         if self.stopped() {
             return vec![FileStatus::NotHandled; files.len()];
         }
-        let bundles = BundleCache::default();
-        let decisions: Vec<Decision> = files.par_iter().map(|f| self.decide(f, dir_ok, &bundles)).collect();
-        drop(bundles);
+        let decisions: Vec<Decision> = files.par_iter().map(|f| self.decide(f, dir_ok)).collect();
         let mut status: Vec<FileStatus> = vec![FileStatus::NotHandled; files.len()];
         let mut jobs = Vec::new();
         let mut needs: Vec<Need> = Vec::new();
@@ -368,6 +314,7 @@ impl Ctx<'_> {
                                 at: p.offset,
                                 within: p.within,
                                 len: p.len,
+                                id: p.id,
                             });
                             count += 1;
                         }
@@ -462,6 +409,19 @@ impl Ctx<'_> {
             let need = &needs[n];
             let plain =
                 bytes.as_ref().map_err(Clone::clone).and_then(|b| self.open_blob(b, run.start, &need.loc));
+            let plain = match plain {
+                Ok(p) if self.places_match(&p, &need.places) => Ok(p),
+                // This copy fails (damaged, or a forgery listed first): another indexed copy
+                // that is sound for every place is used instead.
+                first => {
+                    let by = display_path(&self.plan.files[jobs[need.places[0].job].file].path);
+                    let accept = |p: &[u8]| self.places_match(p, &need.places);
+                    match self.reader.read_accepting(&need.loc.entry.id, &by, Some(&need.loc), &accept) {
+                        Ok(p) => Ok(p),
+                        Err(_) => first,
+                    }
+                }
+            };
             match plain {
                 Err(msg) => {
                     for pl in &need.places {
@@ -481,6 +441,12 @@ impl Ctx<'_> {
                                 "blob {}: slice lies outside its plaintext",
                                 need.loc.entry.id.short()
                             )),
+                            // No sound copy holds this file's bytes: never written.
+                            Some(b) if !self.place_matches(b, pl) => jobs[j].fail(format!(
+                                "bundle {} does not hold this file's bytes (its content id differs): \
+                                 the bundle was forged or damaged and no sound copy is indexed",
+                                need.loc.entry.id.short()
+                            )),
                             Some(b) => {
                                 let zero = if b.len() == p.len() {
                                     *whole_zero.get_or_init(|| is_zero(&p))
@@ -497,6 +463,17 @@ impl Ctx<'_> {
                 }
             }
         }
+    }
+
+    /// Whether a slice's bytes have the keyed id its tree names (whole data blobs were
+    /// verified by their own id when opened).
+    fn place_matches(&self, bytes: &[u8], pl: &Place) -> bool {
+        pl.id.is_none_or(|id| slice_matches(self.reader.repo().keys(), bytes, &id))
+    }
+
+    /// Whether every place's bytes in the plaintext `p` are the ones its tree names.
+    fn places_match(&self, p: &[u8], places: &[Place]) -> bool {
+        places.iter().all(|pl| slice_of(p, pl.within, pl.len).is_some_and(|b| self.place_matches(b, pl)))
     }
 
     /// Authenticate, decrypt and verify one blob of a fetched range.
