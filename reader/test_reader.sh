@@ -147,9 +147,9 @@ if "$READER" --repo "$WORK/bad3" snapshots > /dev/null 2> "$WORK/err"; then fail
     grep -q "missing but was seen before" "$WORK/err" && ok "deleted snapshot detected (§10)" ||
         fail "unexpected error: $(cat "$WORK/err")"; fi
 cp -a "$REPO" "$WORK/v2"
-printf '\x02' | dd of="$WORK/v2/config" bs=1 seek=3 conv=notrunc status=none
-if "$READER" --repo "$WORK/v2" snapshots 2> "$WORK/err"; then fail "format version 2 accepted"; else
-    grep -q "unsupported format version 2" "$WORK/err" && ok "format version 2 refused (§13)" ||
+printf '\x03' | dd of="$WORK/v2/config" bs=1 seek=3 conv=notrunc status=none
+if "$READER" --repo "$WORK/v2" snapshots 2> "$WORK/err"; then fail "format version 3 accepted"; else
+    grep -q "unsupported format version 3" "$WORK/err" && ok "format version 3 refused (§13)" ||
         fail "unexpected error: $(cat "$WORK/err")"; fi
 if OFFSITE_PASSWORD=wrong "$READER" --repo "$REPO" snapshots 2> /dev/null; then fail "wrong passphrase accepted"; else
     ok "wrong passphrase refused"; fi

@@ -48,6 +48,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "OFFSITE_KEY_ID", value_name = "ID")]
     pub key_id: Option<String>,
 
+    /// Refuse to work unless this snapshot (id or prefix) is in the repository: carries trust
+    /// to a machine with no record of it (see the state digest `snapshots` prints)
+    #[arg(long, global = true, env = "OFFSITE_EXPECT_LATEST", value_name = "ID")]
+    pub expect_latest: Option<String>,
+
     /// Directory for the local cache (files cache, seen snapshots)
     #[arg(long, global = true, env = "OFFSITE_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,

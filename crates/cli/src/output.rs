@@ -75,6 +75,11 @@ pub fn warn(text: impl std::fmt::Display) {
     let _ = writeln!(io::stderr().lock(), "offsite: warning: {text}");
 }
 
+/// A notice on stderr: `offsite: notice: <text>` (something to know, nothing wrong).
+pub fn notice(text: impl std::fmt::Display) {
+    let _ = writeln!(io::stderr().lock(), "offsite: notice: {text}");
+}
+
 /// The warning printed for a path the engine could not read.
 pub fn warn_unreadable(path: &str, message: &str) {
     warn(format_args!("cannot read {path}: {message}"));

@@ -32,6 +32,8 @@ pub struct Invocation {
     pub cache: CacheSetting,
     /// `--key-id`: try only the key files whose id starts with this.
     pub key_id: Option<String>,
+    /// `--expect-latest`: a snapshot that must be listed.
+    pub expect_latest: Option<String>,
     /// Worker threads (0 = one per core).
     pub threads: usize,
     /// Parallel transfers (`--connections`), when given.
@@ -130,6 +132,7 @@ pub fn resolve_with(g: &GlobalArgs, env: &dyn Fn(&str) -> Option<String>) -> Inv
         verbose: g.verbose,
         cache,
         key_id: g.key_id.clone().filter(|k| !k.is_empty()),
+        expect_latest: g.expect_latest.clone().filter(|k| !k.is_empty()),
         threads: g.threads.unwrap_or(0),
         connections: g.connections.map(usize::from),
         insecure_fast_kdf: g.insecure_fast_kdf,

@@ -608,3 +608,307 @@ fn a_user_files_stored_bytes_planted_as_metadata_are_refused() {
     assert!(stderr.contains(&format!("cannot read /: data/{}", short(&tree[0]))), "{stderr}");
     assert!(files_under(&target).is_empty(), "{:?}", files_under(&target));
 }
+
+// ---- A stolen backup-only key (docs/FORMAT.md §1): the attacker holds a backup-only key
+// file's passphrase and can write to the storage; nothing more. ----
+
+const THIEF_PASSWORD: &str = "the laptop's backup-only passphrase";
+
+impl World {
+    /// Add a backup-only key with [`THIEF_PASSWORD`] (the key a stolen laptop holds).
+    fn add_backup_only_key(&self) {
+        let out = self
+            .cmd(&["key", "add", "--backup-only"])
+            .env("OFFSITE_NEW_PASSWORD", THIEF_PASSWORD)
+            .output()
+            .expect("run offsite");
+        assert!(out.status.success(), "key add failed:\n{}", show(&out));
+    }
+
+    /// The repository opened in-process with the stolen backup-only key.
+    fn open_as_thief(&self) -> Arc<Repository> {
+        let storage = Arc::new(LocalStorage::new(self.repo()));
+        let repo = Repository::open(storage, THIEF_PASSWORD.as_bytes(), &CacheSetting::Disabled).expect("open");
+        assert!(!repo.is_full(), "the thief holds a backup-only key");
+        Arc::new(repo)
+    }
+
+    /// Write `bytes` as an object of `kind` under the name its hash gives, as the storage could.
+    fn put(&self, kind: ObjectKind, bytes: &[u8]) -> String {
+        let id = offsite_crypto::sha256_hex(bytes);
+        let p = self.object(kind, &id);
+        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs::write(&p, bytes).expect("write object");
+        id
+    }
+}
+
+/// Seal `record` (an index object) until its name sorts before every listed name of its kind,
+/// so that a reader that keeps the first copy it lists keeps the attacker's (a thief can
+/// grind names: a record's nonce is random).
+fn sorted_first(w: &World, repo: &Repository, record: &offsite_format::IndexFile) -> Vec<u8> {
+    let names: Vec<String> = fs::read_dir(w.repo().join("index"))
+        .expect("index dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    loop {
+        let bytes = offsite_format::seal_record(offsite_format::RecordType::Index, repo.keys(), record);
+        let id = offsite_crypto::sha256_hex(&bytes);
+        if names.iter().all(|n| id < *n) {
+            return bytes;
+        }
+    }
+}
+
+#[test]
+fn a_stolen_backup_only_key_cannot_rewrite_the_small_files_of_earlier_snapshots() {
+    let w = World::init();
+    w.write("home/.bashrc", b"alias ls='ls --color'\n");
+    w.write("home/notes.txt", &pseudo_random(1, 3000));
+    let snap = w.backup();
+    w.add_backup_only_key();
+
+    // The thief stores a bundle under the existing bundle's id, same length, its own bytes,
+    // and an index object (named to list first) that names it.
+    let thief = w.open_as_thief();
+    let index = Arc::new(Index::load(&**thief.storage(), thief.keys()).expect("index"));
+    let (bundle, loc) = index
+        .blobs()
+        .into_iter()
+        .find(|(_, l)| l.entry.ty == BlobType::Bundle)
+        .expect("the small files are in a bundle");
+    let forged = vec![b'#'; loc.entry.raw_length as usize];
+    let before: BTreeSet<String> = fs::read_dir(w.repo().join("index"))
+        .expect("index dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    let writer = offsite_repo::BlobWriter::new(thief.clone(), Arc::new(Index::default()), Default::default());
+    writer.add_bundle(bundle, &forged).expect("store the forged bundle");
+    writer.finish().expect("finish");
+    let written: Vec<String> = fs::read_dir(w.repo().join("index"))
+        .expect("index dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| !before.contains(n))
+        .collect();
+    assert_eq!(written.len(), 1, "the writer stored one index object");
+    let path = w.object(ObjectKind::Index, &written[0]);
+    let record: offsite_format::IndexFile = offsite_format::open_record(
+        offsite_format::RecordType::Index,
+        thief.keys(),
+        &fs::read(&path).expect("read index"),
+    )
+    .expect("the thief reads the index");
+    fs::remove_file(&path).expect("remove");
+    w.put(ObjectKind::Index, &sorted_first(&w, &thief, &record));
+
+    // The owner restores the genuine bytes, and dump does too.
+    let target = w.path("restored");
+    w.ok(&["restore", &snap, "--target", target.to_str().expect("utf8")]);
+    let restored_src = target.join(w.src().strip_prefix("/").expect("absolute"));
+    assert_eq!(fs::read(restored_src.join("home/.bashrc")).expect("read"), b"alias ls='ls --color'\n");
+    assert_eq!(fs::read(restored_src.join("home/notes.txt")).expect("read"), pseudo_random(1, 3000));
+    let dumped = w.ok(&["dump", &snap, &format!("{}/home/.bashrc", w.src_str())]);
+    assert_eq!(dumped, "alias ls='ls --color'\n");
+    // check --read-data names the forged copy's pack.
+    let out = w.cmd(&["check", "--read-data"]).output().expect("run");
+    let text = show(&out);
+    assert!(!out.status.success(), "check must report the forged copy:\n{text}");
+    assert!(text.contains(&format!("bundle blob {}", short(&bundle.to_hex()))), "{text}");
+    assert!(text.contains("forged or damaged"), "{text}");
+}
+
+#[test]
+fn a_key_file_planted_with_the_right_passphrase_captures_no_backup() {
+    let w = World::init();
+    w.write("a.txt", b"first");
+    w.backup();
+    w.add_backup_only_key();
+    let thief = w.open_as_thief();
+    // The thief's key file: the real id, chunker, index and MAC keys, its own public key.
+    let mut payload = thief.keys().to_bytes().to_vec();
+    let attacker = offsite_crypto::KeySet::generate();
+    let n = payload.len();
+    payload[n - 32..].copy_from_slice(&attacker.public_key());
+    let planted_keys = offsite_crypto::KeySet::from_bytes(&payload).expect("payload");
+    let mut planted = String::new();
+    for i in 0.. {
+        let bytes = offsite_format::create_keyfile(
+            &planted_keys,
+            thief.config().id,
+            THIEF_PASSWORD.as_bytes(),
+            &offsite_crypto::KdfParams::for_tests(),
+            &format!("2026-12-07T00:00:{:02}Z", i % 60),
+        )
+        .expect("key file");
+        if offsite_crypto::sha256_hex(&bytes).starts_with('0') {
+            planted = w.put(ObjectKind::Key, &bytes);
+            break;
+        }
+    }
+    // A laptop without a cache backs up with the stolen passphrase.
+    w.write("a.txt", b"second");
+    let out = w
+        .cmd(&["--no-cache", "backup", &w.src_str()])
+        .env("OFFSITE_PASSWORD", THIEF_PASSWORD)
+        .output()
+        .expect("run");
+    let text = show(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&format!("keys/{}", short(&planted))), "the planted key file is named:\n{text}");
+    // The new snapshot is sealed to the owner, who reads it.
+    let list = w.ok(&["snapshots", "--json"]);
+    assert_eq!(list.lines().count(), 2, "{list}");
+}
+
+#[test]
+fn a_snapshot_planted_by_the_storage_is_never_recorded_as_seen() {
+    let w = World::init();
+    w.write("a.txt", b"x");
+    w.backup();
+    w.add_backup_only_key();
+    let laptop = |args: &[&str]| w.cmd(args).env("OFFSITE_PASSWORD", THIEF_PASSWORD).output().expect("run");
+    // A record header and random bytes: all the storage can make without a key.
+    let mut fake = b"OFS\x02\x03\x01".to_vec();
+    fake.extend(pseudo_random(7, 400));
+    let planted = w.put(ObjectKind::Snapshot, &fake);
+    let out = laptop(&["backup", &w.src_str()]);
+    assert!(!out.status.success(), "a snapshot no key holder wrote is refused:\n{}", show(&out));
+    assert!(show(&out).contains(&format!("snapshots/{}", short(&planted))), "{}", show(&out));
+    // The storage removes it again: the laptop backs up as before, no false alarm for ever.
+    fs::remove_file(w.object(ObjectKind::Snapshot, &planted)).expect("remove");
+    let out = laptop(&["backup", &w.src_str()]);
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+#[test]
+fn a_snapshot_naming_ids_that_never_existed_is_acknowledged_with_forget_missing() {
+    let w = World::init();
+    w.write("a.txt", b"x");
+    w.backup();
+    w.add_backup_only_key();
+    // The thief writes a genuine-looking snapshot whose `seen` names a snapshot that never was.
+    let thief = w.open_as_thief();
+    let ghost = offsite_format::SnapshotId([0x42; 32]);
+    let index = Index::load(&**thief.storage(), thief.keys()).expect("index");
+    let tree = index.blobs().into_iter().find(|(_, l)| l.entry.ty == BlobType::Tree).expect("a tree").0;
+    thief
+        .save_snapshot(&offsite_format::Snapshot {
+            version: offsite_format::FORMAT_VERSION,
+            repository: thief.config().id,
+            time: "2026-12-07T00:00:00Z".into(),
+            host: "h".into(),
+            user: "u".into(),
+            paths: vec![],
+            tags: vec![],
+            tree,
+            parent: None,
+            seen: vec![ghost],
+            summary: Default::default(),
+            program: "thief".into(),
+        })
+        .expect("save");
+    let (line, _) = w.refused(&mut w.cmd(&["snapshots"]));
+    assert!(line.contains(&format!("snapshot {} is missing but was seen before", ghost.short())), "{line}");
+    assert!(line.contains("offsite forget --missing"), "the error says the way out: {line}");
+    // The thief's key may not acknowledge anything.
+    let out = w
+        .cmd(&["forget", "--missing", &ghost.short()])
+        .env("OFFSITE_PASSWORD", THIEF_PASSWORD)
+        .output()
+        .expect("run");
+    assert!(show(&out).contains("this key can only add backups"), "{}", show(&out));
+    // The owner sees what is missing, acknowledges it, and every command works again.
+    let shown = w.ok(&["forget", "--missing", &ghost.short(), "--dry-run"]);
+    assert!(shown.contains(&ghost.short()), "{shown}");
+    w.refused(&mut w.cmd(&["snapshots"]));
+    w.ok(&["forget", "--missing", &ghost.short()]);
+    assert_eq!(w.ok(&["snapshots", "--json"]).lines().count(), 2);
+}
+
+#[test]
+fn key_files_planted_to_exhaust_the_kdf_are_bounded_and_named() {
+    let w = World::init();
+    w.write("a.txt", b"x");
+    w.backup();
+    let repo = w.open();
+    // A key file asking for 4 GiB x 100 passes, named to be tried first.
+    let mut kf: serde_json::Value = serde_json::from_slice(
+        &offsite_format::create_keyfile(
+            repo.keys(),
+            repo.config().id,
+            b"whatever",
+            &offsite_crypto::KdfParams::for_tests(),
+            "2026-12-07T00:00:00Z",
+        )
+        .expect("key file"),
+    )
+    .expect("json");
+    kf["kdf"]["m_cost_kib"] = (4u32 * 1024 * 1024).into();
+    kf["kdf"]["t_cost"] = 100.into();
+    w.put(ObjectKind::Key, &serde_json::to_vec(&kf).expect("json"));
+    // Opening is not held up by it (before the bound, this took minutes and 4 GiB).
+    w.ok(&["--no-cache", "snapshots"]);
+    // Nine key files the passphrase does not open, all sorting first: at most eight are tried,
+    // the rest are named, and --key-id reaches the real one.
+    let real = repo.key_id().to_hex();
+    let mut planted = Vec::new();
+    while planted.len() < 9 {
+        let other = offsite_crypto::KeySet::generate();
+        let bytes = offsite_format::create_keyfile(
+            &other,
+            repo.config().id,
+            format!("x{}", planted.len()).as_bytes(),
+            &offsite_crypto::KdfParams::for_tests(),
+            "2026-12-07T00:00:00Z",
+        )
+        .expect("key file");
+        if offsite_crypto::sha256_hex(&bytes) < real {
+            planted.push(w.put(ObjectKind::Key, &bytes));
+        }
+    }
+    let (line, _) = w.refused(&mut w.cmd(&["--no-cache", "snapshots"]));
+    assert!(line.contains("--key-id"), "{line}");
+    w.ok(&["--no-cache", "--key-id", &real[..8], "snapshots"]);
+}
+
+#[test]
+fn a_client_without_history_is_told_so_and_can_pin_the_newest_snapshot() {
+    let w = World::init();
+    w.write("a.txt", b"first state\n");
+    w.backup();
+    let old = w.path("repo-as-it-was");
+    copy_dir(&w.repo(), &old);
+    w.write("a.txt", b"second state\n");
+    let out = w.ok(&["backup", &w.src_str()]);
+    let _ = out;
+    let out = w.cmd(&["backup", &w.src_str()]).output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let state = text
+        .lines()
+        .find_map(|l| l.strip_prefix("repository state "))
+        .expect("backup prints the repository state digest")
+        .to_string();
+    assert_eq!(state.len(), 16, "{state}");
+    // `snapshots` prints the same digest for the same set of snapshots.
+    let listed = w.cmd(&["snapshots"]).output().expect("run");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&format!("repository state {state}")), "{}", show(&listed));
+    let newest = w.backup();
+
+    // The server answers with the old state; a machine with no cache sees a consistent repository,
+    // and is told it has nothing to compare with.
+    fs::remove_dir_all(w.repo()).expect("rm repo");
+    copy_dir(&old, &w.repo());
+    let out = w.cmd(&["--no-cache", "snapshots"]).output().expect("run");
+    assert!(out.status.success(), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("offsite: notice: this client has no record of repository"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&state), "another state, another digest");
+    // Pinned, it refuses the older state.
+    let (line, _) = w.refused(&mut w.cmd(&["--no-cache", "--expect-latest", &newest[..8], "snapshots"]));
+    assert!(line.contains(&format!("snapshot {} is missing", &newest[..8])), "{line}");
+    assert!(line.contains("--expect-latest"), "{line}");
+    let (line, _) = w.refused(
+        &mut w.cmd(&["--no-cache", "backup", &w.src_str()]).env("OFFSITE_EXPECT_LATEST", &newest[..8]),
+    );
+    assert!(line.contains("--expect-latest"), "{line}");
+}

@@ -233,7 +233,9 @@ mod tests {
         }
         assert!(base.validate().is_ok());
         assert!(KdfParams::new_default().validate().is_ok());
-        let max = KdfParams { m_cost_kib: MAX_M_COST_KIB, t_cost: 100, p_cost: 64, ..base };
+        let max = KdfParams { m_cost_kib: MAX_M_COST_KIB, t_cost: 1, p_cost: 64, ..base.clone() };
+        assert!(max.validate().is_ok());
+        let max = KdfParams { m_cost_kib: 10 * 1024, t_cost: 100, p_cost: 64, ..base };
         assert!(max.validate().is_ok());
     }
 

@@ -676,13 +676,16 @@ fn bombs_in_this_process() -> u64 {
         .iter()
         .map(|frame| {
             let nonce: [u8; 12] = offsite_crypto::random_bytes();
-            let mut ad = b"offsite record v1".to_vec();
+            let mut ad = b"offsite record v2".to_vec();
             ad.extend_from_slice(&[RecordType::Index as u8, 0]);
-            let mut r = b"OFS\x01".to_vec();
+            let mut r = b"OFS\x02".to_vec();
             r.extend_from_slice(&[RecordType::Index as u8, 0]);
             r.extend_from_slice(&nonce);
             let key = offsite_crypto::Key32::from_bytes(*keys.index_key().as_bytes());
-            r.extend(offsite_crypto::Aead::new(&key).seal(&nonce, &ad, frame));
+            // The record body: the frame's length, the frame (FORMAT.md §5).
+            let mut body = (frame.len() as u32).to_le_bytes().to_vec();
+            body.extend_from_slice(frame);
+            r.extend(offsite_crypto::Aead::new(&key).seal(&nonce, &ad, &body));
             r
         })
         .collect();

@@ -113,7 +113,7 @@ fn tree() -> Tree {
     file.content = Some(vec![
         ContentItem::Blob(BlobId([1; 32])),
         ContentItem::Hole { hole: 4096 },
-        ContentItem::Slice { bundle: BlobId([5; 32]), offset: 9, length: 4 },
+        ContentItem::Slice { bundle: BlobId([5; 32]), offset: 9, length: 4, id: BlobId([6; 32]) },
     ]);
     file.xattrs = vec![Xattr { name: RawBytes(b"user.x".to_vec()), value: RawBytes(vec![0, 255]) }];
     file.links = 2;
@@ -129,8 +129,10 @@ fn tree() -> Tree {
 
 fn config() -> Config {
     Config {
-        version: 1,
+        version: 2,
         id: repo(),
+        public_key: [8; 32],
+        key_commitment: [4; 32],
         created: "2026-11-22T10:00:00Z".into(),
         chunker: ChunkerSizes { min: 524_288, avg: 1_048_576, max: 8_388_608 },
         compression: 3,
@@ -251,11 +253,23 @@ fn record_jsons(ks: &KeySet) -> Vec<(RecordType, Vec<u8>)> {
 
 /// Seal `body` (what AES-GCM protects: normally a zstd frame) as a record of type `ty`, per
 /// FORMAT.md §5, so arbitrary plaintext reaches the decoder after the AEAD.
-fn seal_body(ks: &KeySet, ty: RecordType, body: &[u8]) -> Vec<u8> {
+/// An authentic record whose body is `u32le(len) || frame` (FORMAT.md §5, unpadded).
+fn seal_body(ks: &KeySet, ty: RecordType, frame: &[u8]) -> Vec<u8> {
+    seal_raw(ks, ty, &prefixed(frame))
+}
+
+fn prefixed(frame: &[u8]) -> Vec<u8> {
+    let mut body = (frame.len() as u32).to_le_bytes().to_vec();
+    body.extend_from_slice(frame);
+    body
+}
+
+/// An authentic record (with its MAC when sealed) around exactly these body bytes.
+fn seal_raw(ks: &KeySet, ty: RecordType, body: &[u8]) -> Vec<u8> {
     let sealed = ty == RecordType::Snapshot;
     let mut out = b"OFS".to_vec();
-    out.extend_from_slice(&[1, ty as u8, u8::from(sealed)]);
-    let mut ad = b"offsite record v1".to_vec();
+    out.extend_from_slice(&[2, ty as u8, u8::from(sealed)]);
+    let mut ad = b"offsite record v2".to_vec();
     ad.extend_from_slice(&[ty as u8, u8::from(sealed)]);
     let (key, nonce) = if sealed {
         let e = eph();
@@ -267,6 +281,10 @@ fn seal_body(ks: &KeySet, ty: RecordType, body: &[u8]) -> Vec<u8> {
     };
     out.extend_from_slice(&nonce);
     out.extend(Aead::new(&key).seal(&nonce, &ad, body));
+    if sealed {
+        let mac = ks.record_mac(&out);
+        out.extend_from_slice(&mac);
+    }
     out
 }
 
@@ -295,7 +313,7 @@ fn tampered_records_are_always_rejected() {
     for i in 0..10_000u32 {
         let mut b = random_bytes(&mut r, 300);
         if i % 2 == 0 {
-            let head = [b'O', b'F', b'S', 1, (i % 7) as u8, (i / 2 % 3) as u8];
+            let head = [b'O', b'F', b'S', 2, (i % 7) as u8, (i / 2 % 3) as u8];
             b.splice(0..0, head);
         }
         for t in TYPES {
@@ -311,10 +329,10 @@ fn authentic_records_with_garbage_plaintext_never_panic() {
     let ks = keys();
     let jsons = record_jsons(&ks);
     for (i, (ty, j)) in jsons.iter().enumerate() {
-        // Garbage inside the AEAD: the zstd decoder sees it.
+        // Garbage inside the AEAD: the length prefix and the zstd decoder see it.
         let zstd = zstd::bulk::compress(j, 3).unwrap();
-        for body in inputs(200 + i as u64, &[zstd], 1000, 1000) {
-            let _ = open_as(*ty, &ks, &seal_body(&ks, *ty, &body));
+        for body in inputs(200 + i as u64, &[prefixed(&zstd)], 1000, 1000) {
+            let _ = open_as(*ty, &ks, &seal_raw(&ks, *ty, &body));
         }
         // Garbage JSON in a valid zstd frame: accepted exactly when it parses.
         for text in inputs(300 + i as u64, std::slice::from_ref(j), 500, 1500) {

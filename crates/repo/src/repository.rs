@@ -62,6 +62,7 @@ pub struct Repository {
     key_id: KeyId,
     cache: Option<PathBuf>,
     warnings: Vec<String>,
+    expect_latest: Option<String>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -125,7 +126,7 @@ impl Repository {
         storage.write(ObjectKind::Config, "", &seal_record(RecordType::Config, &keys, &config))?;
         failpoint::hit("init.config_written");
         let cache = cache.base().map(|b| b.join(config.id.to_hex()));
-        Ok(Repository { storage, config, keys, key_id, cache, warnings: Vec::new() })
+        Ok(Repository { storage, config, keys, key_id, cache, warnings: Vec::new(), expect_latest: None })
     }
 
     /// Open a repository with a passphrase: find the key file it unlocks, then read the config.
@@ -165,7 +166,19 @@ impl Repository {
         if let Some(dir) = &cache {
             let _ = write_atomic_if_changed(&dir.join("last-key"), key_id.to_hex().as_bytes());
         }
-        Ok(Repository { storage, config, keys, key_id, cache, warnings: found.warnings })
+        Ok(Repository { storage, config, keys, key_id, cache, warnings: found.warnings, expect_latest: None })
+    }
+
+    /// Pin a snapshot that must be listed (or forgotten) whenever snapshots are listed
+    /// (`--expect-latest ID`): a client without a record of the repository (new machine,
+    /// `--no-cache`) then still detects a storage that serves a state from before `ID`.
+    pub fn set_expect_latest(&mut self, id_prefix: Option<String>) {
+        self.expect_latest = id_prefix.map(|p| p.to_lowercase());
+    }
+
+    /// The `--expect-latest` pin, if any.
+    pub fn expected_latest(&self) -> Option<&str> {
+        self.expect_latest.as_deref()
     }
 
     /// Warnings from opening (key files skipped, planted key files): the CLI prints them.

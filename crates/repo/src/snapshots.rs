@@ -27,6 +27,35 @@ pub struct SnapshotSet {
     pub snapshots: Vec<(SnapshotId, Snapshot)>,
     /// snapshots removed by forget
     pub forgotten: HashSet<SnapshotId>,
+    /// ids of the forget records listed
+    pub forget_records: Vec<SnapshotId>,
+    /// whether this client had no record of the repository's snapshots (a new machine, a lost
+    /// cache, `--no-cache`): rollback detection had nothing of its own to compare with
+    pub first_open: bool,
+}
+
+impl SnapshotSet {
+    /// The repository state digest: 16 hex characters naming exactly the set of objects listed
+    /// in `snapshots/` (snapshots and forget records). Two clients that print the same digest
+    /// see the same snapshots; a user carries trust to a new machine by comparing it (or with
+    /// `--expect-latest`). See docs/FORMAT.md §10.
+    pub fn state_digest(&self) -> String {
+        state_digest(self.ids.iter().chain(&self.forget_records))
+    }
+
+    /// The digest after adding `id` (what a backup prints once its snapshot is stored).
+    pub fn state_digest_with(&self, id: SnapshotId) -> String {
+        state_digest(self.ids.iter().chain(&self.forget_records).chain(std::iter::once(&id)))
+    }
+}
+
+/// `blake3::derive_key("offsite 2026-12 repository state", sorted ids)`, first 8 bytes, hex.
+fn state_digest<'a>(ids: impl Iterator<Item = &'a SnapshotId>) -> String {
+    let mut sorted: Vec<&SnapshotId> = ids.collect();
+    sorted.sort();
+    sorted.dedup();
+    let material: Vec<u8> = sorted.iter().flat_map(|id| id.0).collect();
+    hex::encode(&blake3::derive_key("offsite 2026-12 repository state", &material)[..8])
 }
 
 /// A snapshot named as existing (by a listed snapshot's `seen`, or by this client's record of
@@ -41,7 +70,7 @@ pub struct MissingSnapshot {
 
 enum Entry {
     Snap(SnapshotId, Option<Box<Snapshot>>),
-    Forget(ForgetRecord),
+    Forget(SnapshotId, ForgetRecord),
 }
 
 impl Repository {
@@ -51,6 +80,15 @@ impl Repository {
         let set = self.load_snapshot_set()?;
         if let Some(m) = self.missing_in(&set)?.into_iter().next() {
             return Err(RepoError::Rollback { snapshot: m.id.short(), how: m.how });
+        }
+        if let Some(want) = self.expected_latest() {
+            let known = |id: &SnapshotId| id.to_hex().starts_with(want);
+            if !set.ids.iter().chain(set.forgotten.iter()).any(known) {
+                return Err(RepoError::Rollback {
+                    snapshot: want.to_string(),
+                    how: "pinned with --expect-latest".into(),
+                });
+            }
         }
         self.save_tips(&set.ids)?;
         Ok(set)
@@ -98,11 +136,19 @@ impl Repository {
                         set.snapshots.push((id, *s));
                     }
                 }
-                Entry::Forget(f) => set.forgotten.extend(f.removed),
+                Entry::Forget(id, f) => {
+                    set.forget_records.push(id);
+                    set.forgotten.extend(f.removed);
+                }
             }
         }
         set.snapshots.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         set.ids.sort();
+        set.forget_records.sort();
+        set.first_open = match self.tips_path() {
+            Some(p) => read_optional(&p)?.is_none(),
+            None => true,
+        };
         Ok(set)
     }
 
@@ -115,7 +161,7 @@ impl Repository {
             let f: ForgetRecord = open_record(RecordType::ForgetRecord, self.keys(), &bytes)
                 .map_err(|e| RepoError::corrupt(&object, e))?;
             self.check_repo(&object, &f.repository)?;
-            return Ok(Entry::Forget(f));
+            return Ok(Entry::Forget(sid, f));
         }
         if !full {
             // A backup-only key cannot open a snapshot, but checks that a key holder wrote it
@@ -139,6 +185,13 @@ impl Repository {
             )));
         }
         Ok(())
+    }
+
+    /// Whether this client keeps a record of the snapshots it saw in this repository (its
+    /// cache holds one): without it, rollback detection has only the snapshots' own `seen`
+    /// lists (docs/FORMAT.md §10).
+    pub fn has_local_record(&self) -> bool {
+        self.tips_path().is_some_and(|p| p.exists())
     }
 
     fn tips_path(&self) -> Option<std::path::PathBuf> {

@@ -123,8 +123,10 @@ fn record(t: RecordType, keys: &KeySet) -> Vec<u8> {
             t,
             keys,
             &Config {
-                version: 1,
+                version: 2,
                 id: repo,
+                public_key: keys.public_key(),
+                key_commitment: keys.commitment(),
                 created: "2026-01-01T00:00:00Z".into(),
                 chunker: ChunkerSizes { min: 512 * 1024, avg: 1024 * 1024, max: 8 * 1024 * 1024 },
                 compression: 3,
@@ -181,14 +183,18 @@ fn snapshot(repo: RepoId, tree: offsite_format::BlobId, seen: Vec<SnapshotId>) -
 /// nonce and ciphertext: the keying byte and ephemeral key follow `to`'s layout (an
 /// unsealed record claiming to be sealed gets an ephemeral key of another sealed record).
 fn relabel(bytes: &[u8], from: RecordType, to: RecordType, donor_eph: &[u8]) -> Vec<u8> {
-    let body = if sealed(from) { &bytes[6 + 32..] } else { &bytes[6..] };
-    let mut out = b"OFS\x01".to_vec();
+    // A sealed record ends in a MAC (32 bytes), which the relabelled one keeps or drops.
+    let body = if sealed(from) { &bytes[6 + 32..bytes.len() - 32] } else { &bytes[6..] };
+    let mut out = b"OFS\x02".to_vec();
     out.push(to as u8);
     out.push(u8::from(sealed(to)));
     if sealed(to) {
         out.extend_from_slice(if sealed(from) { &bytes[6..38] } else { donor_eph });
     }
     out.extend_from_slice(body);
+    if sealed(to) {
+        out.extend_from_slice(&bytes[bytes.len() - 32..]);
+    }
     out
 }
 
@@ -439,7 +445,7 @@ fn no_key_nonce_pair_repeats_across_a_repository() {
     let mut index_key_nonces: HashMap<Vec<u8>, String> = HashMap::new();
     let mut ephemerals: HashMap<Vec<u8>, String> = HashMap::new();
     let mut record = |what: String, bytes: &[u8]| {
-        assert_eq!(&bytes[..4], b"OFS\x01");
+        assert_eq!(&bytes[..4], b"OFS\x02");
         if bytes[5] == 0 {
             let nonce = bytes[6..18].to_vec();
             if let Some(prev) = index_key_nonces.insert(nonce, what.clone()) {

@@ -65,9 +65,15 @@ fn open_errors_are_specific() {
     // A config from a future version is named as such before any key is tried.
     let cfg = f.storage.root().join("config");
     let mut b = std::fs::read(&cfg).unwrap();
-    b[3] = 2;
+    b[3] = 3;
     std::fs::write(&cfg, &b).unwrap();
-    assert!(matches!(open(&f, b"pw"), Err(RepoError::UnsupportedVersion { found: 2, .. })));
+    assert!(matches!(open(&f, b"pw"), Err(RepoError::UnsupportedVersion { found: 3, .. })));
+    // A repository of format 1 (before 2026-12) gets one line saying so and what to do.
+    b[3] = 1;
+    std::fs::write(&cfg, &b).unwrap();
+    let err = open(&f, b"pw").unwrap_err().to_string();
+    assert!(err.contains("format version 1 was written by an older offsite"), "{err}");
+    assert!(!err.contains('\n'), "{err}");
 }
 
 #[test]

@@ -47,7 +47,7 @@ fn tree() -> Tree {
     file.content = Some(vec![
         ContentItem::Blob(BlobId([1; 32])),
         ContentItem::Hole { hole: 4096 },
-        ContentItem::Slice { bundle: BlobId([3; 32]), offset: 70_000, length: 4 },
+        ContentItem::Slice { bundle: BlobId([3; 32]), offset: 70_000, length: 4, id: BlobId([6; 32]) },
     ]);
     file.xattrs = vec![Xattr { name: RawBytes(b"user.x".to_vec()), value: RawBytes(vec![0, 255]) }];
     file.inode = 12;
@@ -68,8 +68,10 @@ fn repo() -> RepoId {
 
 fn config() -> Config {
     Config {
-        version: 1,
+        version: 2,
         id: repo(),
+        public_key: [8; 32],
+        key_commitment: [4; 32],
         created: "2026-11-22T10:00:00Z".into(),
         chunker: ChunkerSizes { min: 524_288, avg: 1_048_576, max: 8_388_608 },
         compression: 3,

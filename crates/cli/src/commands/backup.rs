@@ -100,6 +100,7 @@ fn print_summary(out: Output, o: &BackupOutcome, errors: &[(String, String)], el
         "bytes_added": s.bytes_added,
         "duration_ms": duration_ms,
         "errors": errors_json,
+        "state": o.state,
     }))?;
     out.info(format_args!(
         "Files: {} new, {} changed, {} unchanged",
@@ -110,7 +111,12 @@ fn print_summary(out: Output, o: &BackupOutcome, errors: &[(String, String)], el
     out.info(format_args!("Added to the repository: {} (stored)", format_bytes(s.bytes_added)))?;
     out.info(format_args!("Duration: {}", format_duration_ms(duration_ms)))?;
     match o.id {
-        Some(id) => out.info(format_args!("snapshot {} saved", id.short()))?,
+        Some(id) => {
+            out.info(format_args!("snapshot {} saved", id.short()))?;
+            if let Some(state) = &o.state {
+                out.info(format_args!("repository state {state}"))?;
+            }
+        }
         None => out.info("dry run: nothing was saved")?,
     }
     Ok(())

@@ -58,10 +58,19 @@ pub fn open(inv: &Invocation) -> Result<Repository> {
     }
     let pass = password::read(&inv.password, Purpose::Open(&storage.location()))?;
     let started = std::time::Instant::now();
-    let repo = Repository::open_with_key(storage, &pass, &inv.cache, inv.key_id.as_deref())?;
+    let mut repo = Repository::open_with_key(storage, &pass, &inv.cache, inv.key_id.as_deref())?;
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "repository opened (key derived)");
     for w in repo.warnings() {
         crate::output::warn(w);
+    }
+    repo.set_expect_latest(inv.expect_latest.clone());
+    if !repo.has_local_record() && inv.expect_latest.is_none() {
+        crate::output::notice(format_args!(
+            "this client has no record of repository {} (a new machine, a lost cache or --no-cache), so it \
+             cannot tell an older state of it from the current one this time; compare the state digest that \
+             `offsite snapshots` prints with a trusted client's, or pin the newest snapshot with --expect-latest ID",
+            repo.config().id.short()
+        ));
     }
     Ok(repo)
 }

@@ -13,9 +13,12 @@ use crate::Status;
 /// List the snapshots that pass the filter, oldest first.
 pub fn run(inv: &Invocation, out: Output, a: &SnapshotsArgs) -> Result<Status> {
     let repo = super::open(inv)?;
+    repo.require_full()?;
     let filter = super::filter(&a.filter);
+    let set = repo.snapshot_set()?;
+    let state = set.state_digest();
     let snaps: Vec<(SnapshotId, Snapshot)> =
-        super::snapshots(&repo)?.into_iter().filter(|(_, s)| filter.matches(s)).collect();
+        set.snapshots.into_iter().filter(|(_, s)| filter.matches(s)).collect();
     if out.json {
         for (id, s) in &snaps {
             out.json(&json!({
@@ -40,7 +43,7 @@ pub fn run(inv: &Invocation, out: Output, a: &SnapshotsArgs) -> Result<Status> {
         })
         .collect();
     print_table(out, ["ID", "Time", "Host", "Tags", "Paths"], &rows)?;
-    out.info(format_args!("{} snapshot(s)", snaps.len()))?;
+    out.info(format_args!("{} snapshot(s); repository state {state}", snaps.len()))?;
     Ok(Status::Success)
 }
 

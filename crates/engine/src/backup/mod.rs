@@ -65,6 +65,8 @@ pub struct BackupOutcome {
     pub snapshot: Snapshot,
     /// paths that could not be read, with the reason
     pub errors: Vec<(String, String)>,
+    /// the repository state digest once the snapshot is stored (docs/FORMAT.md §10)
+    pub state: Option<String>,
 }
 
 /// Run a backup. Unreadable entries are reported and listed in the outcome, the backup goes on.
@@ -223,7 +225,7 @@ pub fn backup(
         program: format!("offsite {}", env!("CARGO_PKG_VERSION")),
     };
     if opts.dry_run {
-        return Ok(BackupOutcome { id: None, snapshot, errors });
+        return Ok(BackupOutcome { id: None, snapshot, errors, state: None });
     }
     let id = repo.save_snapshot(&snapshot)?;
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "backup: snapshot stored");
@@ -233,7 +235,8 @@ pub fn backup(
         let _ = log.clear();
     }
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "backup: files cache saved");
-    Ok(BackupOutcome { id: Some(id), snapshot, errors })
+    let state = Some(set.state_digest_with(id));
+    Ok(BackupOutcome { id: Some(id), snapshot, errors, state })
 }
 
 fn progress_loop(c: &Counters, reporter: &dyn Reporter, done: &std::sync::atomic::AtomicBool) {
