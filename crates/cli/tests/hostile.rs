@@ -470,8 +470,8 @@ fn another_repositorys_config_or_keys_are_refused() {
     // Its config (another repository id) under this repository's keys.
     fs::copy(other.join("config"), w.repo().join("config")).expect("swap config");
     let (line, _, target) = w.restore_refused("target");
-    assert!(line.contains("does not authenticate with key"), "{line}");
-    assert!(line.contains("belongs to another repository"), "{line}");
+    assert!(line.contains("does not belong to repository"), "{line}");
+    assert!(line.contains("the config does not authenticate with its index key"), "{line}");
     assert_nothing_restored(&target);
 
     // Its key files (another master key) with this repository's config.
@@ -479,7 +479,7 @@ fn another_repositorys_config_or_keys_are_refused() {
     copy_dir(&saved, &w.repo());
     replace_keys(&w, &other);
     let (line, _, target) = w.restore_refused("target");
-    assert!(line.contains("belongs to another repository"), "{line}");
+    assert!(line.contains("does not belong to repository"), "{line}");
     assert_nothing_restored(&target);
 
     // Both: the repository opens as the other one, and this one's index and snapshots do not
@@ -499,7 +499,7 @@ fn another_repositorys_config_or_keys_are_refused() {
 /// Write a record header (FORMAT.md §5) around `ciphertext`.
 fn forged_record(ty: u8, eph: Option<&[u8; 32]>, ciphertext: &[u8]) -> Vec<u8> {
     let mut r = b"OFS".to_vec();
-    r.push(1);
+    r.push(2);
     r.push(ty);
     match eph {
         Some(e) => {
@@ -513,6 +513,10 @@ fn forged_record(ty: u8, eph: Option<&[u8; 32]>, ciphertext: &[u8]) -> Vec<u8> {
         }
     }
     r.extend_from_slice(ciphertext);
+    if eph.is_some() {
+        // A sealed record ends in a MAC the storage cannot compute: any 32 bytes.
+        r.extend_from_slice(&[0x5a; 32]);
+    }
     r
 }
 
@@ -730,6 +734,10 @@ fn a_key_file_planted_with_the_right_passphrase_captures_no_backup() {
     let n = payload.len();
     payload[n - 32..].copy_from_slice(&attacker.public_key());
     let planted_keys = offsite_crypto::KeySet::from_bytes(&payload).expect("payload");
+    let existing: Vec<String> = fs::read_dir(w.repo().join("keys"))
+        .expect("keys dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
     let mut planted = String::new();
     for i in 0.. {
         let bytes = offsite_format::create_keyfile(
@@ -740,7 +748,8 @@ fn a_key_file_planted_with_the_right_passphrase_captures_no_backup() {
             &format!("2026-12-07T00:00:{:02}Z", i % 60),
         )
         .expect("key file");
-        if offsite_crypto::sha256_hex(&bytes).starts_with('0') {
+        let id = offsite_crypto::sha256_hex(&bytes);
+        if existing.iter().all(|k| id < *k) {
             planted = w.put(ObjectKind::Key, &bytes);
             break;
         }
