@@ -93,15 +93,20 @@ pub fn seal_record<T: Serialize>(ty: RecordType, keys: &KeySet, value: &T) -> Ve
     seal_bytes(ty, keys, &padded_body(&compress_record(&json)))
 }
 
-/// `u32le(n) || frame || zeros` up to `padme(4 + n)`: a record's size shows no exact length
-/// of what it holds (the number of blobs an index lists, of snapshots a snapshot saw).
+/// Every record body is padded to at least this many bytes: an index object naming the one or
+/// two packs of a small backup, or a snapshot, would otherwise show how much it lists.
+pub const MIN_RECORD_BODY: u64 = 4096;
+
+/// `u32le(n) || frame || zeros` up to `padme(max(4 + n, MIN_RECORD_BODY))`: a record's size
+/// shows no exact length of what it holds (the number of blobs an index lists, of snapshots a
+/// snapshot saw).
 fn padded_body(frame: &[u8]) -> Vec<u8> {
     let n = u32::try_from(frame.len()).expect("a record is far below 4 GiB");
-    let len = 4 + frame.len() as u64;
-    let mut out = Vec::with_capacity(crate::pack::padme(len) as usize);
+    let len = crate::pack::padme((4 + frame.len() as u64).max(MIN_RECORD_BODY)) as usize;
+    let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&n.to_le_bytes());
     out.extend_from_slice(frame);
-    out.resize(crate::pack::padme(len) as usize, 0);
+    out.resize(len, 0);
     out
 }
 

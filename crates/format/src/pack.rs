@@ -1,15 +1,18 @@
 //! Pack files: many encrypted blobs, padding, an encrypted header listing them, and a trailer.
 //!
 //! ```text
-//! pack    = blob* || padding || header_ct || ephemeral_public (32) || header_ct_len u32le || "OSP1"
+//! pack    = blob* || padding || header_ct || ephemeral_public (32) || length_ct (20) || "OSP2"
 //! key     = sealed key (X25519 to the repository public key, context "offsite pack v1")
 //! blob_i  = AES-256-GCM(key, nonce = counter(n_i), AD = "offsite blob v1" || type u8 || blob id, payload)
 //! header  = AES-256-GCM(key, nonce = counter(2^64-1), AD = "offsite pack header v1",
 //!           count u32le || entry* || zero padding)         entry = 49 bytes, see PackEntry
+//! length_ct = AES-256-GCM(key, nonce = counter(2^64-2), AD = "offsite pack header length v2",
+//!           u32le(len(header_ct)))
 //! ```
 //! Blobs are written in a random order (their nonce counter `n_i` is their insertion number), the
-//! padding is random bytes so the whole pack length is a Padmé length, and the header plaintext is
-//! padded the same way, so the storage learns neither blob lengths nor their count.
+//! padding is random bytes so the whole pack length is a Padmé length of at least
+//! [`MIN_PACK_LEN`], the header plaintext is padded the same way and its length is encrypted,
+//! so the storage learns neither blob lengths nor their count.
 
 use offsite_crypto::{counter_nonce, seal_new_key, Aead, Key32, KeySet};
 use rand::seq::SliceRandom;
@@ -20,15 +23,23 @@ use crate::id::{storage_id, BlobId, PackId};
 use crate::FormatError;
 
 /// Trailer magic, last 4 bytes of every pack.
-pub const PACK_MAGIC: &[u8; 4] = b"OSP1";
-/// Bytes after the header ciphertext: ephemeral public key, header length, magic.
-pub const TRAILER_LEN: usize = 32 + 4 + 4;
+pub const PACK_MAGIC: &[u8; 4] = b"OSP2";
+/// Length of the encrypted header length in the trailer (u32 plus the GCM tag).
+pub const LENGTH_CT_LEN: usize = 4 + 16;
+/// Bytes after the header ciphertext: ephemeral public key, encrypted header length, magic.
+pub const TRAILER_LEN: usize = 32 + LENGTH_CT_LEN + 4;
+/// Every pack is padded to at least this many bytes: the last, partly filled packs of a backup
+/// (one changed small file: one bundle; its directories: a few trees) would otherwise show the
+/// stored length of the little they hold.
+pub const MIN_PACK_LEN: u64 = 64 * 1024;
 /// Size of one header entry.
 pub const ENTRY_LEN: usize = 1 + 32 + 4 * 4;
 const SEAL_CONTEXT: &[u8] = b"offsite pack v1";
 const HEADER_AD: &[u8] = b"offsite pack header v1";
 const BLOB_AD: &[u8] = b"offsite blob v1";
 const HEADER_NONCE: u64 = u64::MAX;
+const LENGTH_NONCE: u64 = u64::MAX - 1;
+const LENGTH_AD: &[u8] = b"offsite pack header length v2";
 /// Most blobs one pack may list (bounds header decoding).
 pub const MAX_PACK_BLOBS: usize = 1 << 20;
 
@@ -184,7 +195,7 @@ impl PackBuilder {
         header.resize(padded, 0);
         let header_ct = self.aead.seal(&counter_nonce(HEADER_NONCE), HEADER_AD, &header);
         let body = self.bytes as u64 + header_ct.len() as u64 + TRAILER_LEN as u64;
-        let pad = (padme(body) - body) as usize;
+        let pad = (padme(body).max(MIN_PACK_LEN) - body) as usize;
         let mut bytes = Vec::with_capacity(body as usize + pad);
         for (_, ct) in self.blobs {
             bytes.extend_from_slice(&ct);
@@ -193,9 +204,7 @@ impl PackBuilder {
         bytes.resize(start + pad, 0);
         rng.fill_bytes(&mut bytes[start..]);
         bytes.extend_from_slice(&header_ct);
-        bytes.extend_from_slice(&self.eph);
-        bytes.extend_from_slice(&(header_ct.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(PACK_MAGIC);
+        bytes.extend(trailer(&self.aead, &self.eph, header_ct.len() as u32));
         let id = PackId(storage_id(&bytes));
         FinishedPack { bytes, id, eph: self.eph, entries }
     }
@@ -220,14 +229,51 @@ pub fn pack_key(keys: &KeySet, eph: &[u8; 32]) -> Result<Key32, FormatError> {
     Ok(keys.open_sealed_key(eph, SEAL_CONTEXT)?)
 }
 
-/// Parse the last [`TRAILER_LEN`] bytes of a pack: (ephemeral public key, header ciphertext length).
-pub fn parse_trailer(tail: &[u8]) -> Result<([u8; 32], u32), FormatError> {
-    if tail.len() != TRAILER_LEN || &tail[36..] != PACK_MAGIC {
+fn trailer(aead: &Aead, eph: &[u8; 32], header_ct_len: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(TRAILER_LEN);
+    out.extend_from_slice(eph);
+    out.extend(aead.seal(&counter_nonce(LENGTH_NONCE), LENGTH_AD, &header_ct_len.to_le_bytes()));
+    out.extend_from_slice(PACK_MAGIC);
+    out
+}
+
+/// The trailer of a pack whose key is `key`: `eph || length_ct || magic` (for tests and fuzz
+/// harnesses that assemble packs by hand).
+pub fn seal_trailer(key: &Key32, eph: &[u8; 32], header_ct_len: u32) -> Vec<u8> {
+    trailer(&Aead::new(key), eph, header_ct_len)
+}
+
+/// Parse the last [`TRAILER_LEN`] bytes of a pack: (ephemeral public key, encrypted header
+/// length). The length opens with the pack key ([`open_header_len`]).
+pub fn parse_trailer(tail: &[u8]) -> Result<([u8; 32], [u8; LENGTH_CT_LEN]), FormatError> {
+    if tail.len() != TRAILER_LEN || &tail[32 + LENGTH_CT_LEN..] != PACK_MAGIC {
         return Err(FormatError::Malformed("pack trailer missing or bad magic"));
     }
     let mut eph = [0u8; 32];
     eph.copy_from_slice(&tail[..32]);
-    Ok((eph, u32_at(tail, 32)))
+    let mut len = [0u8; LENGTH_CT_LEN];
+    len.copy_from_slice(&tail[32..32 + LENGTH_CT_LEN]);
+    Ok((eph, len))
+}
+
+/// Authenticate and decrypt the header length of a pack's trailer.
+pub fn open_header_len(key: &Key32, length_ct: &[u8; LENGTH_CT_LEN]) -> Result<u32, FormatError> {
+    let plain = Aead::new(key).open(&counter_nonce(LENGTH_NONCE), LENGTH_AD, length_ct).map_err(|_| FormatError::Auth)?;
+    Ok(u32_at(&plain, 0))
+}
+
+/// Where a pack's header ciphertext lies, `(start, end)`, from its trailer (full keys only).
+pub fn header_range(keys: &KeySet, bytes: &[u8]) -> Result<(usize, usize), FormatError> {
+    if bytes.len() < TRAILER_LEN {
+        return Err(FormatError::Malformed("pack shorter than its trailer"));
+    }
+    let (eph, len_ct) = parse_trailer(&bytes[bytes.len() - TRAILER_LEN..])?;
+    let hlen = open_header_len(&pack_key(keys, &eph)?, &len_ct)? as usize;
+    let end = bytes.len() - TRAILER_LEN;
+    if hlen > end {
+        return Err(FormatError::Malformed("pack header length exceeds the pack"));
+    }
+    Ok((end - hlen, end))
 }
 
 /// Decrypt and parse a pack header (the `header_ct` bytes).
@@ -266,17 +312,10 @@ pub fn decode_header(key: &Key32, header_ct: &[u8], pack_len: u64) -> Result<Vec
 
 /// Decode a whole pack held in memory: entries from its own header.
 pub fn decode_pack(keys: &KeySet, bytes: &[u8]) -> Result<([u8; 32], Vec<PackEntry>), FormatError> {
-    if bytes.len() < TRAILER_LEN {
-        return Err(FormatError::Malformed("pack shorter than its trailer"));
-    }
-    let (eph, hlen) = parse_trailer(&bytes[bytes.len() - TRAILER_LEN..])?;
-    let hlen = hlen as usize;
-    if hlen > bytes.len() - TRAILER_LEN {
-        return Err(FormatError::Malformed("pack header length exceeds the pack"));
-    }
-    let hstart = bytes.len() - TRAILER_LEN - hlen;
+    let (hstart, hend) = header_range(keys, bytes)?;
+    let (eph, _) = parse_trailer(&bytes[bytes.len() - TRAILER_LEN..])?;
     let key = pack_key(keys, &eph)?;
-    let entries = decode_header(&key, &bytes[hstart..bytes.len() - TRAILER_LEN], hstart as u64)?;
+    let entries = decode_header(&key, &bytes[hstart..hend], hstart as u64)?;
     Ok((eph, entries))
 }
 
