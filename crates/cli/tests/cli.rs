@@ -734,3 +734,73 @@ fn unchanged_files_are_not_read_again() {
     assert_eq!(s["files_unchanged"], 3, "{s}");
     assert_eq!(s["bytes_read"], 0, "{s}");
 }
+
+// ---------------------------------------------------------------- hygiene
+
+/// Stored strings (file names, symlink targets, host, tags) reach the terminal escaped: a
+/// name holding ESC [ 2 J (clear screen) or a carriage return cannot rewrite what the user
+/// sees. `--json` keeps the exact names.
+#[test]
+fn control_characters_in_stored_names_are_escaped_in_human_output() {
+    let w = World::init();
+    let evil = "evil\x1b[2J\rname";
+    let file = w.write(&format!("src/{evil}.txt"), b"one\n");
+    let dir = w.src().join(format!("{evil}-dir"));
+    fs::create_dir(&dir).expect("mkdir");
+    std::os::unix::fs::symlink(format!("\x1b]0;{evil}\x07"), w.src().join("link")).expect("symlink");
+    let src_s = w.src().to_str().expect("utf8").to_string();
+    let missing = w.path(&format!("{evil}-missing"));
+    let tagged = ["--host", "host\x1b[31m", "--tag", "tag\r\x1b[1A"];
+    let mut runs = Vec::new();
+    let mut backup = w.cmd(&["backup", "-v", &src_s]);
+    runs.push(w.run(backup.arg(&missing).args(tagged)));
+    assert_eq!(runs[0].status.code(), Some(3), "{}", show(&runs[0]));
+    w.write(&format!("src/{evil}.txt"), b"two\n");
+    runs.push(w.run(w.cmd(&["backup", "-v", &src_s]).args(tagged)));
+    runs.push(w.run(&mut w.cmd(&["ls", "latest"])));
+    runs.push(w.run(&mut w.cmd(&["diff", "latest~1", "latest"])));
+    runs.push(w.run(&mut w.cmd(&["snapshots"])));
+    runs.push(w.run(&mut w.cmd(&["dump", "latest", dir.to_str().expect("utf8")])));
+    assert_eq!(runs[5].status.code(), Some(1), "{}", show(&runs[5]));
+    runs.push(w.run(&mut w.cmd(&["restore", "latest", "--target", file.to_str().expect("utf8")])));
+    for out in &runs {
+        for (what, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            for raw in [0x1b, b'\r', 0x07] {
+                assert!(!bytes.contains(&raw), "raw {raw:#04x} on {what}:\n{}", show(out));
+            }
+        }
+    }
+    let shown = "evil\\x1b[2J\\rname";
+    let text = |i: usize| String::from_utf8_lossy(&runs[i].stdout).into_owned();
+    let err = |i: usize| String::from_utf8_lossy(&runs[i].stderr).into_owned();
+    assert!(
+        text(0).lines().any(|l| l.starts_with('+') && l.contains(&format!("{shown}.txt"))),
+        "{}",
+        text(0)
+    );
+    assert!(err(0).contains(&format!("cannot read {}/{shown}-missing", w.root.display())), "{}", err(0));
+    assert!(text(1).lines().any(|l| l.starts_with('M') && l.contains(shown)), "{}", text(1));
+    assert!(text(2).contains(&format!("/link -> \\x1b]0;{shown}\\x07")), "{}", text(2));
+    assert!(
+        text(3).lines().any(|l| l.starts_with('M') && l.ends_with(&format!("/{shown}.txt"))),
+        "{}",
+        text(3)
+    );
+    assert!(text(4).contains("host\\x1b[31m") && text(4).contains("tag\\r\\x1b[1A"), "{}", text(4));
+    assert!(error_line(&err(5)).contains(&format!("{shown}-dir is a directory")), "{}", err(5));
+    // A backslash is escaped too, so the escaped form of a name cannot be forged by another.
+    let slashed = w.write("src/back\\slash", b"");
+    let out = w.ok(&["backup", "-v", &src_s]);
+    assert!(out.contains("back\\\\slash"), "{out}");
+    assert!(slashed.exists());
+
+    // --json holds the exact names.
+    let entries = json_lines(&w.ok(&["ls", "--json", "latest"]));
+    assert!(entries.iter().any(|e| e["path"] == format!("{src_s}/{evil}.txt")), "{entries:?}");
+    assert!(entries.iter().any(|e| e["target"] == format!("\x1b]0;{evil}\x07")), "{entries:?}");
+    let diff = json_lines(&w.ok(&["diff", "--json", "latest~2", "latest~1"]));
+    assert!(diff.iter().any(|e| e["path"] == format!("{src_s}/{evil}.txt")), "{diff:?}");
+    let snaps = json_lines(&w.ok(&["snapshots", "--json"]));
+    assert_eq!(snaps[0]["host"], "host\x1b[31m");
+    assert_eq!(snaps[0]["tags"][0], "tag\r\x1b[1A");
+}
