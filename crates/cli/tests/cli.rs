@@ -804,3 +804,26 @@ fn control_characters_in_stored_names_are_escaped_in_human_output() {
     assert_eq!(snaps[0]["host"], "host\x1b[31m");
     assert_eq!(snaps[0]["tags"][0], "tag\r\x1b[1A");
 }
+
+/// The password command and rclone are children of offsite: they must not find the
+/// passphrases of OFFSITE_PASSWORD or OFFSITE_NEW_PASSWORD in their environment.
+#[test]
+fn the_password_command_does_not_inherit_the_passphrases() {
+    let w = World::init();
+    let seen = w.path("child-env");
+    let command = format!("env > '{}'; echo '{PASSWORD}'", seen.display());
+    w.ok_cmd(
+        w.cmd(&["key", "add"])
+            .env("OFFSITE_PASSWORD_COMMAND", &command)
+            .env("OFFSITE_PASSWORD", "old-secret-in-env")
+            .env("OFFSITE_NEW_PASSWORD", "new-secret-in-env"),
+    );
+    let env = fs::read_to_string(&seen).expect("the command ran");
+    let offsite: Vec<&str> = env.lines().filter(|l| l.starts_with("OFFSITE_")).collect();
+    assert!(env.contains("OFFSITE_PASSWORD_COMMAND="), "control: the environment was written: {offsite:?}");
+    assert!(env.contains("OFFSITE_REPOSITORY="), "other settings stay: {offsite:?}");
+    for secret in ["old-secret-in-env", "new-secret-in-env", "OFFSITE_PASSWORD=", "OFFSITE_NEW_PASSWORD="] {
+        assert!(!env.contains(secret), "the password command saw {secret}: {offsite:?}");
+    }
+    w.ok_cmd(w.cmd(&["snapshots"]).env("OFFSITE_PASSWORD", "new-secret-in-env"));
+}
