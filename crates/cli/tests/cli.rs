@@ -10,6 +10,8 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 
 const PASSWORD: &str = "correct horse battery staple";
+/// The one value of OFFSITE_INSECURE_FAST_KDF that `init` and `key add`/`key passwd` accept.
+const FAST_KDF: &str = "testing-only-keys-are-crackable";
 
 /// One test's world: `root/repo` (repository), `root/src` (files to back up), `root/cache`.
 struct World {
@@ -70,7 +72,7 @@ impl World {
         c.env("OFFSITE_REPOSITORY", self.repo())
             .env("OFFSITE_PASSWORD", PASSWORD)
             .env("OFFSITE_CACHE_DIR", self.root.join("cache"))
-            .env("OFFSITE_INSECURE_FAST_KDF", "1")
+            .env("OFFSITE_INSECURE_FAST_KDF", FAST_KDF)
             .current_dir(&self.root)
             .stdin(Stdio::null());
     }
@@ -826,4 +828,47 @@ fn the_password_command_does_not_inherit_the_passphrases() {
         assert!(!env.contains(secret), "the password command saw {secret}: {offsite:?}");
     }
     w.ok_cmd(w.cmd(&["snapshots"]).env("OFFSITE_PASSWORD", "new-secret-in-env"));
+}
+
+/// OFFSITE_INSECURE_FAST_KDF makes key files whose passphrase is cheap to guess: `init`,
+/// `key add` and `key passwd` refuse it unless it says so in its value, and every command that
+/// creates or opens a key file under it says so on stderr.
+#[test]
+fn the_insecure_fast_kdf_must_be_confirmed_and_is_loud() {
+    let w = World::new();
+    let warned = |stderr: &str| {
+        stderr
+            .lines()
+            .any(|l| l.starts_with("offsite: warning: OFFSITE_INSECURE_FAST_KDF") && l.contains("crack"))
+    };
+    for value in ["1", "true", "testing-only", " testing-only-keys-are-crackable"] {
+        let err = w.fails_cmd(w.cmd(&["init"]).env("OFFSITE_INSECURE_FAST_KDF", value), 1);
+        let line = error_line(&err);
+        assert!(line.contains("OFFSITE_INSECURE_FAST_KDF") && line.contains(FAST_KDF), "{err}");
+        assert!(line.contains("unset"), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(!w.repo().exists(), "init under {value:?} created the repository");
+    }
+    let out = w.run(&mut w.cmd(&["init"]));
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(warned(&String::from_utf8_lossy(&out.stderr)), "{}", show(&out));
+    let out = w.run(&mut w.cmd(&["snapshots"]));
+    assert!(out.status.success() && warned(&String::from_utf8_lossy(&out.stderr)), "{}", show(&out));
+    // Unset: silent, and it opens the same repository.
+    let out = w.run(w.cmd(&["snapshots"]).env_remove("OFFSITE_INSECURE_FAST_KDF"));
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", show(&out));
+
+    for args in [&["key", "add"][..], &["key", "passwd"][..]] {
+        let err = w.fails_cmd(
+            w.cmd(args).env("OFFSITE_INSECURE_FAST_KDF", "1").env("OFFSITE_NEW_PASSWORD", "other"),
+            1,
+        );
+        assert!(error_line(&err).contains(FAST_KDF), "{args:?}: {err}");
+    }
+    assert_eq!(json_lines(&w.ok(&["key", "list", "--json"])).len(), 1, "no key was added");
+    let out = w.run(w.cmd(&["key", "add"]).env("OFFSITE_NEW_PASSWORD", "other"));
+    assert!(out.status.success() && warned(&String::from_utf8_lossy(&out.stderr)), "{}", show(&out));
+    // Other commands make no key file: any value only warns.
+    let out = w.run(w.cmd(&["snapshots"]).env("OFFSITE_INSECURE_FAST_KDF", "1"));
+    assert!(out.status.success() && warned(&String::from_utf8_lossy(&out.stderr)), "{}", show(&out));
 }

@@ -58,6 +58,7 @@ pub fn open(inv: &Invocation) -> Result<Repository> {
     let started = std::time::Instant::now();
     let repo = Repository::open(storage, &pass, &inv.cache)?;
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "repository opened (key derived)");
+    inv.warn_if_fast_kdf();
     Ok(repo)
 }
 
