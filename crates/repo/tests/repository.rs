@@ -171,3 +171,54 @@ fn rollback_of_a_seen_snapshot_is_refused() {
     let err = repo.snapshot_set().unwrap_err().to_string();
     assert!(err.contains("belongs to repository"), "{err}");
 }
+
+/// Snapshot times are RFC 3339 with up to 9 fractional digits, trailing zeros dropped: as
+/// strings `…:45.5Z` sorts before `…:45Z`, so they are ordered by value (ties by id).
+#[test]
+fn snapshots_are_ordered_by_time_value_then_id() {
+    let f = fixture();
+    let repo = open(&f, b"pw").unwrap();
+    let at = |time: &str, tree: u8| {
+        let mut s = snapshot(&repo, offsite_format::BlobId([tree; 32]), vec![]);
+        s.time = time.into();
+        repo.save_snapshot(&s).unwrap()
+    };
+    let half = at("2026-11-22T10:00:45.5Z", 1);
+    let whole = at("2026-11-22T10:00:45Z", 2);
+    let earlier = at("2026-11-22T11:00:44+01:00", 3);
+    let (tie_a, tie_b) = (at("2026-11-22T10:00:46Z", 4), at("2026-11-22T10:00:46.000Z", 5));
+    let set = repo.snapshot_set().unwrap();
+    let order: Vec<_> = set.snapshots.iter().map(|(id, _)| *id).collect();
+    let ties = if tie_a < tie_b { [tie_a, tie_b] } else { [tie_b, tie_a] };
+    assert_eq!(order, [earlier, whole, half, ties[0], ties[1]]);
+    let now = jiff::Zoned::now();
+    let pick = |spec: &str| offsite_repo::select(&set.snapshots, spec, &Default::default(), &now).unwrap().0;
+    assert_eq!(pick("latest"), ties[1]);
+    assert_eq!(pick("latest~2"), half);
+    assert_eq!(pick("latest~3"), whole);
+    // select orders by itself, whatever order it is handed.
+    let mut reversed = set.snapshots.clone();
+    reversed.reverse();
+    let sel = offsite_repo::select(&reversed, "latest~2", &Default::default(), &now).unwrap();
+    assert_eq!(sel.0, half);
+}
+
+/// A time that is not RFC 3339 (`"~"` would sort after every real time as a string, and stay
+/// `latest` for ever) is refused when the snapshot is decoded, naming it.
+#[test]
+fn a_snapshot_whose_time_does_not_parse_is_refused() {
+    let f = fixture();
+    let repo = open(&f, b"pw").unwrap();
+    repo.save_snapshot(&snapshot(&repo, offsite_format::BlobId([1; 32]), vec![])).unwrap();
+    for bad in ["~", "", "2026-11-22 10:00:45", "2026-13-01T00:00:00Z", "yesterday"] {
+        let mut s = snapshot(&repo, offsite_format::BlobId([2; 32]), vec![]);
+        s.time = bad.into();
+        let id = repo.save_snapshot(&s).unwrap();
+        let err = repo.snapshot_set().unwrap_err().to_string();
+        assert!(err.contains(&format!("snapshots/{}", &id.to_hex()[..8])), "{bad:?}: {err}");
+        assert!(err.contains("RFC 3339"), "{bad:?}: {err}");
+        f.storage.delete(ObjectKind::Snapshot, &id.to_hex()).unwrap();
+        repo.save_forget_record(vec![id]).unwrap();
+    }
+    assert_eq!(repo.snapshot_set().unwrap().snapshots.len(), 1);
+}
