@@ -90,6 +90,9 @@ impl Repository {
         opts: &InitOptions,
         cache: &CacheSetting,
     ) -> RepoResult<Repository> {
+        if let Some(why) = Config::invalid_settings(opts.chunker, opts.compression, opts.pack_size) {
+            return Err(RepoError::Other(format!("cannot create a repository with {why}")));
+        }
         let location = storage.location();
         match storage.create() {
             Err(StorageError::AlreadyExists { .. }) => return Err(RepoError::AlreadyExists { location }),
@@ -144,6 +147,9 @@ impl Repository {
             )),
             e => RepoError::corrupt("config", e),
         })?;
+        if let Some(why) = config.invalid() {
+            return Err(RepoError::corrupt("config", FormatError::Json(why)));
+        }
         if config.id != repo_id {
             return Err(RepoError::Other(format!(
                 "key {} belongs to repository {}, but {location} is repository {}",

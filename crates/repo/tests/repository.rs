@@ -222,3 +222,56 @@ fn a_snapshot_whose_time_does_not_parse_is_refused() {
     }
     assert_eq!(repo.snapshot_set().unwrap().snapshots.len(), 1);
 }
+
+/// The config's sizes are bounded when it is decoded: a pack size of 0 or 4 GiB, chunker
+/// sizes the chunker refuses, or a compression level outside 0..=19 make the repository
+/// refuse to open, naming the config, and `init` refuses to write such a config.
+#[test]
+fn config_sizes_out_of_bounds_are_refused() {
+    let good = offsite_format::ChunkerSizes { min: 4096, avg: 16384, max: 65536 };
+    let cases: Vec<(&str, InitOptions)> = vec![
+        ("pack_size", InitOptions { pack_size: 0, ..opts() }),
+        ("pack_size", InitOptions { pack_size: 65535, ..opts() }),
+        ("pack_size", InitOptions { pack_size: (128 << 20) + 1, ..opts() }),
+        ("pack_size", InitOptions { pack_size: u32::MAX, ..opts() }),
+        ("chunker", InitOptions { chunker: offsite_format::ChunkerSizes { min: 0, ..good }, ..opts() }),
+        ("chunker", InitOptions { chunker: offsite_format::ChunkerSizes { avg: 20000, ..good }, ..opts() }),
+        ("chunker", InitOptions { chunker: offsite_format::ChunkerSizes { min: 32768, ..good }, ..opts() }),
+        (
+            "chunker",
+            InitOptions { chunker: offsite_format::ChunkerSizes { max: u32::MAX, ..good }, ..opts() },
+        ),
+        ("compression", InitOptions { compression: -1, ..opts() }),
+        ("compression", InitOptions { compression: 20, ..opts() }),
+        ("compression", InitOptions { compression: i32::MAX, ..opts() }),
+    ];
+    for (field, bad) in cases {
+        // Written by hand (init refuses it), sealed with the repository's own key.
+        let f = fixture();
+        let repo = open(&f, b"pw").unwrap();
+        let mut config = repo.config().clone();
+        config.chunker = bad.chunker;
+        config.compression = bad.compression;
+        config.pack_size = bad.pack_size;
+        let sealed = offsite_format::seal_record(offsite_format::RecordType::Config, repo.keys(), &config);
+        f.storage.delete(ObjectKind::Config, "").unwrap();
+        f.storage.write(ObjectKind::Config, "", &sealed).unwrap();
+        let err = open(&f, b"pw").err().unwrap_or_else(|| panic!("{config:?} opened")).to_string();
+        assert!(err.starts_with("config is damaged") && err.contains(field), "{config:?}: {err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(LocalStorage::new(dir.path().join("repo")));
+        let err = Repository::init(storage, b"pw", &bad, &CacheSetting::Disabled).err();
+        assert!(err.is_some_and(|e| e.to_string().contains(field)), "init wrote {config:?}");
+    }
+    // The bounds themselves are allowed.
+    for ok in [
+        InitOptions { pack_size: 64 << 10, compression: 0, ..opts() },
+        InitOptions { pack_size: 128 << 20, compression: 19, chunker: good, ..opts() },
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(LocalStorage::new(dir.path().join("repo")));
+        Repository::init(storage.clone(), b"pw", &ok, &CacheSetting::Disabled).unwrap();
+        Repository::open(storage, b"pw", &CacheSetting::Disabled).unwrap();
+    }
+}
