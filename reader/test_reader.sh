@@ -17,7 +17,7 @@ python3 -c 'import cryptography, zstandard, blake3, argon2' 2>/dev/null || {
 
 WORK=$(mktemp -d)
 trap 'chmod -R u+w "$WORK" 2> /dev/null; rm -rf "$WORK"' EXIT
-export OFFSITE_PASSWORD='test pässword' OFFSITE_INSECURE_FAST_KDF=1 OFFSITE_CACHE_DIR="$WORK/cache"
+export OFFSITE_PASSWORD='test pässword' OFFSITE_INSECURE_FAST_KDF=testing-only-keys-are-crackable OFFSITE_CACHE_DIR="$WORK/cache"
 SRC="$WORK/src"
 REPO="$WORK/repo"
 passed=0

@@ -286,7 +286,7 @@ step "bucket create + key import + bucket allow" setup_bucket
 
 # ---- offsite --------------------------------------------------------------------------
 export OFFSITE_PASSWORD=garage-scaleout-demo-passphrase
-export OFFSITE_INSECURE_FAST_KDF=1
+export OFFSITE_INSECURE_FAST_KDF=testing-only-keys-are-crackable
 export OFFSITE_REPOSITORY=s3://$BUCKET/repo
 export OFFSITE_CACHE_DIR=$W/cache
 export AWS_ACCESS_KEY_ID=$KEY_ID AWS_SECRET_ACCESS_KEY=$KEY_SECRET AWS_REGION=$REGION

@@ -58,21 +58,13 @@ impl RcloneStorage {
     pub fn with_program(program: &str, remote: &str, opts: RemoteOptions) -> StorageResult<RcloneStorage> {
         let what = format!("rclone serve restic {remote}");
         let (user, pass) = (random_token(), random_token());
-        let mut child = Command::new(program)
-            .args(["serve", "restic", "--addr", "127.0.0.1:0", "--", remote])
-            .env("RCLONE_USER", &user)
-            .env("RCLONE_PASS", &pass)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => StorageError::Permanent {
-                    what: "rclone not found".into(),
-                    source: io::Error::new(e.kind(), "install rclone to use rclone: repositories"),
-                },
-                _ => StorageError::from_io(what.clone(), e),
-            })?;
+        let mut child = serve_command(program, remote, &user, &pass).spawn().map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StorageError::Permanent {
+                what: "rclone not found".into(),
+                source: io::Error::new(e.kind(), "install rclone to use rclone: repositories"),
+            },
+            _ => StorageError::from_io(what.clone(), e),
+        })?;
         let log = Arc::new(Mutex::new(VecDeque::new()));
         let (tx, rx) = mpsc::channel();
         let stderr = child.stderr.take().map(|pipe| {
@@ -109,6 +101,22 @@ impl RcloneStorage {
         let rest = RestStorage::new(&url, opts)?.shown_as(shown);
         Ok(RcloneStorage { rest, remote: remote.to_string(), child: Mutex::new(child), stderr })
     }
+}
+
+/// The `rclone serve restic` command: loopback only, credentials in its environment, and
+/// offsite's passphrases ([`offsite_backend::SECRET_ENV_VARS`]) removed from it.
+fn serve_command(program: &str, remote: &str, user: &str, pass: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(["serve", "restic", "--addr", "127.0.0.1:0", "--", remote])
+        .env("RCLONE_USER", user)
+        .env("RCLONE_PASS", pass)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for var in offsite_backend::SECRET_ENV_VARS {
+        cmd.env_remove(var);
+    }
+    cmd
 }
 
 /// 128 random bits as hex.
@@ -187,6 +195,20 @@ mod tests {
         drain_log(text.as_bytes(), &log, &tx);
         assert_eq!(rx.try_recv().unwrap(), "127.0.0.1:39809");
         assert_eq!(log.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn rclone_inherits_no_passphrase() {
+        let cmd = serve_command("rclone", "remote:path", "u", "p");
+        let env: Vec<(String, Option<String>)> = cmd
+            .get_envs()
+            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned())))
+            .collect();
+        for secret in ["OFFSITE_PASSWORD", "OFFSITE_NEW_PASSWORD"] {
+            assert!(env.contains(&(secret.to_string(), None)), "{secret} is passed to rclone: {env:?}");
+        }
+        assert!(env.contains(&("RCLONE_USER".to_string(), Some("u".to_string()))), "{env:?}");
+        assert!(env.contains(&("RCLONE_PASS".to_string(), Some("p".to_string()))), "{env:?}");
     }
 
     #[test]

@@ -45,6 +45,16 @@ mod local;
 mod remote;
 mod storage;
 
+/// Environment variables that hold offsite's passphrases. They are removed from the
+/// environment of every child process offsite runs (`rclone serve restic`, the password
+/// command): no child needs them, and a child's environment is visible to more than the child
+/// (its own children, its crash reports, `/proc/<pid>/environ` for as long as it runs).
+/// Variables that only point at a secret (`OFFSITE_PASSWORD_FILE`, `OFFSITE_PASSWORD_COMMAND`)
+/// stay: a child of the same user could follow them anyway, and a password command may want
+/// to know which repository it is asked about. Storage credentials (`AWS_*`) stay too: rclone
+/// may be configured to take them from its environment.
+pub const SECRET_ENV_VARS: &[&str] = &["OFFSITE_PASSWORD", "OFFSITE_NEW_PASSWORD"];
+
 pub use error::{StorageError, StorageResult};
 pub use kind::{is_object_id, validate_id, ObjectKind};
 pub use local::LocalStorage;

@@ -107,15 +107,17 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "OFFSITE_GIVE_UP_AFTER", value_name = "DURATION")]
     pub give_up_after: Option<String>,
 
-    /// TEST ONLY: create keys with the cheapest Argon2id parameters (no protection at all)
+    /// TEST ONLY: create keys with the cheapest Argon2id parameters, whose passphrases anyone
+    /// holding the key file cracks quickly; init and key add/passwd take it only with the value
+    /// testing-only-keys-are-crackable
     #[arg(
         long,
         global = true,
         env = "OFFSITE_INSECURE_FAST_KDF",
         hide_short_help = true,
-        value_parser = clap::builder::FalseyValueParser::new()
+        value_name = "CONFIRMATION"
     )]
-    pub insecure_fast_kdf: bool,
+    pub insecure_fast_kdf: Option<String>,
 }
 
 /// The subcommands.

@@ -4,6 +4,8 @@
 use offsite_backend::StorageError;
 use offsite_repo::RepoError;
 
+use crate::output::escape;
+
 /// Whether the error (anywhere in its chain) is a closed stdout: not a failure.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|c| {
@@ -13,6 +15,8 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 /// The whole chain on one line, joined by ": ", skipping causes whose text a wrapper already
 /// shows (library errors often print their source inline), with a hint for known errors.
+/// Escaped for the terminal ([`escape`]): messages name paths, and a newline or an escape
+/// sequence in one is shown as `\n` or `\x1b`, keeping the error on one harmless line.
 pub fn render(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {
@@ -38,7 +42,7 @@ pub fn render(err: &anyhow::Error) -> String {
     if err.chain().any(|c| matches!(c.downcast_ref::<StorageError>(), Some(StorageError::NoSpace { .. }))) {
         line.push_str(": free space on the storage (or raise its quota), then run the command again");
     }
-    line.replace('\n', " ")
+    escape(&line).into_owned()
 }
 
 /// The message with a hint, for repository errors where a hint helps.
@@ -91,6 +95,13 @@ mod tests {
             "backing up: no space left on storage while writing sftp://u@h/r/data/ab/abcd: free space on \
              the storage (or raise its quota), then run the command again"
         );
+    }
+
+    #[test]
+    fn names_in_errors_cannot_reach_the_terminal_raw() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let err = anyhow::Error::new(io).context("reading /src/evil\x1b[2J\rname\nnext");
+        assert_eq!(render(&err), "reading /src/evil\\x1b[2J\\rname\\nnext: gone");
     }
 
     #[test]

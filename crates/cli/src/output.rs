@@ -3,7 +3,13 @@
 //!
 //! Every write to stdout goes through here and returns its I/O error, so a closed pipe
 //! (`offsite ls latest | head`) ends the command quietly instead of panicking.
+//!
+//! Human output is escaped here, where it is written ([`escape`]): file names, symlink
+//! targets, hosts, tags and error messages come from the source or the repository, and a
+//! control character in them (ESC, CR, ...) would otherwise reach the user's terminal and could
+//! rewrite what it shows. JSON output is written exact (JSON escapes controls itself).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,12 +44,12 @@ impl Output {
         Output { json: inv.json, quiet: inv.quiet, verbose: inv.verbose }
     }
 
-    /// Print a line of human output (nothing with `--json`).
+    /// Print a line of human output, [`escape`]d (nothing with `--json`).
     pub fn line(&self, text: impl std::fmt::Display) -> io::Result<()> {
         if self.json {
             return Ok(());
         }
-        writeln!(io::stdout().lock(), "{text}")
+        writeln!(io::stdout().lock(), "{}", escape(&text.to_string()))
     }
 
     /// Print a line of human output unless `--quiet` (nothing with `--json`).
@@ -70,9 +76,35 @@ pub fn write_json_line(value: &impl Serialize) -> io::Result<()> {
     io::stdout().lock().write_all(&line)
 }
 
-/// A warning on stderr: `offsite: warning: <text>`.
+/// A warning on stderr: `offsite: warning: <text>`, [`escape`]d.
 pub fn warn(text: impl std::fmt::Display) {
-    let _ = writeln!(io::stderr().lock(), "offsite: warning: {text}");
+    let _ = writeln!(io::stderr().lock(), "offsite: warning: {}", escape(&text.to_string()));
+}
+
+/// Text made safe for a terminal, and unambiguous: every control character (C0, DEL and C1,
+/// U+0080 to U+009F) is shown as an escape (`\r`, `\n`, `\t`, `\x1b`, `\u{9b}`), and a
+/// backslash as `\\`, so no escaped text can pass for another. Everything else is kept as is
+/// (bytes that are not UTF-8 were already shown as U+FFFD by the caller).
+///
+/// Every line of human output goes through this once, where it is written ([`Output::line`],
+/// [`warn`], itemized changes, the progress bar, the error line); JSON output never does.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() || c == '\\') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x80 && c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// A notice on stderr: `offsite: notice: <text>` (something to know, nothing wrong).
@@ -159,7 +191,7 @@ impl CliReporter {
         let mut msg = format!("{items_done} items");
         if let Some(c) = current {
             msg.push(' ');
-            msg.push_str(&c);
+            msg.push_str(&escape(&c));
         }
         bar.set_message(msg);
     }
@@ -194,7 +226,7 @@ impl Reporter for CliReporter {
             Event::Change { change, path, size } => {
                 if self.show_changes {
                     self.stdout_line(|| {
-                        writeln!(io::stdout().lock(), "{change} {path} ({})", format_bytes(size))
+                        writeln!(io::stdout().lock(), "{change} {} ({})", escape(&path), format_bytes(size))
                     });
                 }
             }
@@ -253,5 +285,23 @@ impl Write for StdoutSink {
     fn flush(&mut self) -> io::Result<()> {
         let r = self.inner.flush();
         self.note(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_and_backslashes_are_escaped() {
+        assert!(matches!(escape("/home/u/ordinary name ü"), Cow::Borrowed(_)));
+        assert_eq!(escape("a\x1b[2J\rb\nc\td"), "a\\x1b[2J\\rb\\nc\\td");
+        assert_eq!(escape("\0\x07\x7f"), "\\x00\\x07\\x7f");
+        assert_eq!(escape("csi\u{9b}2J nel\u{85}"), "csi\\u{9b}2J nel\\u{85}");
+        assert_eq!(escape("back\\slash"), "back\\\\slash");
+        // Unambiguous: the escape of a name never equals the escape of another.
+        assert_ne!(escape("\\x1b"), escape("\x1b"));
+        // Lossy-decoded bytes stay as they were shown before; other Unicode is kept.
+        assert_eq!(escape("bad\u{fffd}byte \u{a0}\u{2028}"), "bad\u{fffd}byte \u{a0}\u{2028}");
     }
 }

@@ -91,15 +91,15 @@ pub fn first_line(mut bytes: Passphrase) -> Passphrase {
     bytes
 }
 
+/// Run the password command with `sh -c`; it does not inherit the passphrases of the
+/// environment ([`offsite_backend::SECRET_ENV_VARS`]).
 fn run_command(cmd: &str) -> Result<Passphrase> {
-    let output = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .stdout(Stdio::piped())
-        .output()
-        .context("cannot run OFFSITE_PASSWORD_COMMAND with sh")?;
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(cmd).stdin(Stdio::inherit()).stderr(Stdio::inherit()).stdout(Stdio::piped());
+    for var in offsite_backend::SECRET_ENV_VARS {
+        command.env_remove(var);
+    }
+    let output = command.output().context("cannot run OFFSITE_PASSWORD_COMMAND with sh")?;
     let status = output.status;
     let stdout = Zeroizing::new(output.stdout);
     if !status.success() {

@@ -11,6 +11,7 @@ use offsite_repo::CacheSetting;
 use zeroize::Zeroizing;
 
 use crate::args::GlobalArgs;
+use crate::output::warn;
 use crate::password::Source;
 
 /// Everything a command needs to know about how it was invoked.
@@ -38,8 +39,8 @@ pub struct Invocation {
     pub threads: usize,
     /// Parallel transfers (`--connections`), when given.
     pub connections: Option<usize>,
-    /// Test-only cheap key derivation for new keys.
-    pub insecure_fast_kdf: bool,
+    /// Test-only cheap key derivation for new keys (`OFFSITE_INSECURE_FAST_KDF`).
+    pub insecure_fast_kdf: FastKdf,
     /// Remote storage settings (`--idle-timeout`, `--connect-timeout`, `--give-up-after`,
     /// `--connections`, `--cacert`).
     pub remote: Result<RemoteOptions, String>,
@@ -49,6 +50,33 @@ pub struct Invocation {
     pub ssh_known_hosts: Option<PathBuf>,
     /// S3 endpoint, region and credentials (flags and the usual AWS variables).
     pub s3: S3Settings,
+}
+
+/// The value `OFFSITE_INSECURE_FAST_KDF` (`--insecure-fast-kdf`) must have for `init`,
+/// `key add` and `key passwd` to make key files with the test-only parameters.
+pub const FAST_KDF_CONFIRMATION: &str = "testing-only-keys-are-crackable";
+
+/// Whether new key files get the cheapest Argon2id parameters (tests only): a key file made so
+/// gives its passphrase to anyone who holds it and tries a dictionary, so the setting must say
+/// that it knows ([`FAST_KDF_CONFIRMATION`]), and it is announced on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FastKdf {
+    /// Unset (or empty): real parameters.
+    Off,
+    /// Set to [`FAST_KDF_CONFIRMATION`].
+    Confirmed,
+    /// Set to anything else: commands that make key files refuse to run.
+    Unconfirmed,
+}
+
+impl FastKdf {
+    fn from_value(value: Option<&str>) -> FastKdf {
+        match value {
+            None | Some("") => FastKdf::Off,
+            Some(FAST_KDF_CONFIRMATION) => FastKdf::Confirmed,
+            Some(_) => FastKdf::Unconfirmed,
+        }
+    }
 }
 
 /// S3 settings from `--s3-endpoint` and the AWS environment variables.
@@ -135,7 +163,7 @@ pub fn resolve_with(g: &GlobalArgs, env: &dyn Fn(&str) -> Option<String>) -> Inv
         expect_latest: g.expect_latest.clone().filter(|k| !k.is_empty()),
         threads: g.threads.unwrap_or(0),
         connections: g.connections.map(usize::from),
-        insecure_fast_kdf: g.insecure_fast_kdf,
+        insecure_fast_kdf: FastKdf::from_value(g.insecure_fast_kdf.as_deref()),
         remote: remote_options(g, env),
         ssh_identity: g.ssh_identity.clone(),
         ssh_known_hosts: g.ssh_known_hosts.clone(),
@@ -157,12 +185,35 @@ impl Invocation {
         }
     }
 
-    /// Key derivation parameters for new key files.
-    pub fn kdf(&self) -> KdfParams {
-        if self.insecure_fast_kdf {
-            KdfParams::for_tests()
-        } else {
-            KdfParams::new_default()
+    /// Key derivation parameters for a new key file (init, key add, key passwd): the real
+    /// ones; under a confirmed `OFFSITE_INSECURE_FAST_KDF` the cheapest, with a warning; under
+    /// any other value of it an error, before anything is asked or written.
+    pub fn kdf(&self) -> Result<KdfParams> {
+        match self.insecure_fast_kdf {
+            FastKdf::Off => Ok(KdfParams::new_default()),
+            FastKdf::Confirmed => {
+                warn(
+                    "OFFSITE_INSECURE_FAST_KDF: the new key file gets test-only Argon2id parameters: \
+                     anyone who obtains it (from the storage or any copy) can crack its passphrase \
+                     quickly; never use this for real data",
+                );
+                Ok(KdfParams::for_tests())
+            }
+            FastKdf::Unconfirmed => bail!(
+                "OFFSITE_INSECURE_FAST_KDF would make key files whose passphrase anyone holding them \
+                 can crack quickly: unset it, or, for tests only, set it to exactly {FAST_KDF_CONFIRMATION}"
+            ),
+        }
+    }
+
+    /// Say on stderr that a key file was opened under `OFFSITE_INSECURE_FAST_KDF` (any value):
+    /// a repository used with it was most likely created with it.
+    pub fn warn_if_fast_kdf(&self) {
+        if self.insecure_fast_kdf != FastKdf::Off {
+            warn(
+                "OFFSITE_INSECURE_FAST_KDF is set, a test-only setting: key files created under it \
+                 can be cracked quickly by anyone who obtains them; unset it for real repositories",
+            );
         }
     }
 
@@ -291,6 +342,19 @@ mod tests {
         assert!(matches!(resolve_with(&g, &only_pw).password, Source::Env(..)));
         assert!(matches!(resolve_with(&g, &env_of(&[])).password, Source::KeyFile(_)));
         assert!(matches!(resolve_with(&global(&[]), &env_of(&[])).password, Source::Prompt));
+    }
+
+    #[test]
+    fn the_fast_kdf_needs_its_confirmation() {
+        let none = env_of(&[]);
+        let kdf = |args: &[&str]| resolve_with(&global(args), &none).insecure_fast_kdf;
+        assert_eq!(kdf(&[]), FastKdf::Off);
+        assert_eq!(kdf(&["--insecure-fast-kdf", ""]), FastKdf::Off);
+        assert_eq!(kdf(&["--insecure-fast-kdf", FAST_KDF_CONFIRMATION]), FastKdf::Confirmed);
+        assert_eq!(kdf(&["--insecure-fast-kdf", "1"]), FastKdf::Unconfirmed);
+        let inv = resolve_with(&global(&["--insecure-fast-kdf", "yes"]), &none);
+        let e = inv.kdf().expect_err("unconfirmed");
+        assert!(e.to_string().contains(FAST_KDF_CONFIRMATION), "{e}");
     }
 
     #[test]

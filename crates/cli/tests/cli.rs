@@ -10,6 +10,8 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 
 const PASSWORD: &str = "correct horse battery staple";
+/// The one value of OFFSITE_INSECURE_FAST_KDF that `init` and `key add`/`key passwd` accept.
+const FAST_KDF: &str = "testing-only-keys-are-crackable";
 
 /// One test's world: `root/repo` (repository), `root/src` (files to back up), `root/cache`.
 struct World {
@@ -70,7 +72,7 @@ impl World {
         c.env("OFFSITE_REPOSITORY", self.repo())
             .env("OFFSITE_PASSWORD", PASSWORD)
             .env("OFFSITE_CACHE_DIR", self.root.join("cache"))
-            .env("OFFSITE_INSECURE_FAST_KDF", "1")
+            .env("OFFSITE_INSECURE_FAST_KDF", FAST_KDF)
             .current_dir(&self.root)
             .stdin(Stdio::null());
     }
@@ -733,4 +735,140 @@ fn unchanged_files_are_not_read_again() {
     let s = lines.last().expect("summary");
     assert_eq!(s["files_unchanged"], 3, "{s}");
     assert_eq!(s["bytes_read"], 0, "{s}");
+}
+
+// ---------------------------------------------------------------- hygiene
+
+/// Stored strings (file names, symlink targets, host, tags) reach the terminal escaped: a
+/// name holding ESC [ 2 J (clear screen) or a carriage return cannot rewrite what the user
+/// sees. `--json` keeps the exact names.
+#[test]
+fn control_characters_in_stored_names_are_escaped_in_human_output() {
+    let w = World::init();
+    let evil = "evil\x1b[2J\rname";
+    let file = w.write(&format!("src/{evil}.txt"), b"one\n");
+    let dir = w.src().join(format!("{evil}-dir"));
+    fs::create_dir(&dir).expect("mkdir");
+    std::os::unix::fs::symlink(format!("\x1b]0;{evil}\x07"), w.src().join("link")).expect("symlink");
+    let src_s = w.src().to_str().expect("utf8").to_string();
+    let missing = w.path(&format!("{evil}-missing"));
+    let tagged = ["--host", "host\x1b[31m", "--tag", "tag\r\x1b[1A"];
+    let mut runs = Vec::new();
+    let mut backup = w.cmd(&["backup", "-v", &src_s]);
+    runs.push(w.run(backup.arg(&missing).args(tagged)));
+    assert_eq!(runs[0].status.code(), Some(3), "{}", show(&runs[0]));
+    w.write(&format!("src/{evil}.txt"), b"two\n");
+    runs.push(w.run(w.cmd(&["backup", "-v", &src_s]).args(tagged)));
+    runs.push(w.run(&mut w.cmd(&["ls", "latest"])));
+    runs.push(w.run(&mut w.cmd(&["diff", "latest~1", "latest"])));
+    runs.push(w.run(&mut w.cmd(&["snapshots"])));
+    runs.push(w.run(&mut w.cmd(&["dump", "latest", dir.to_str().expect("utf8")])));
+    assert_eq!(runs[5].status.code(), Some(1), "{}", show(&runs[5]));
+    runs.push(w.run(&mut w.cmd(&["restore", "latest", "--target", file.to_str().expect("utf8")])));
+    for out in &runs {
+        for (what, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            for raw in [0x1b, b'\r', 0x07] {
+                assert!(!bytes.contains(&raw), "raw {raw:#04x} on {what}:\n{}", show(out));
+            }
+        }
+    }
+    let shown = "evil\\x1b[2J\\rname";
+    let text = |i: usize| String::from_utf8_lossy(&runs[i].stdout).into_owned();
+    let err = |i: usize| String::from_utf8_lossy(&runs[i].stderr).into_owned();
+    assert!(
+        text(0).lines().any(|l| l.starts_with('+') && l.contains(&format!("{shown}.txt"))),
+        "{}",
+        text(0)
+    );
+    assert!(err(0).contains(&format!("cannot read {}/{shown}-missing", w.root.display())), "{}", err(0));
+    assert!(text(1).lines().any(|l| l.starts_with('M') && l.contains(shown)), "{}", text(1));
+    assert!(text(2).contains(&format!("/link -> \\x1b]0;{shown}\\x07")), "{}", text(2));
+    assert!(
+        text(3).lines().any(|l| l.starts_with('M') && l.ends_with(&format!("/{shown}.txt"))),
+        "{}",
+        text(3)
+    );
+    assert!(text(4).contains("host\\x1b[31m") && text(4).contains("tag\\r\\x1b[1A"), "{}", text(4));
+    assert!(error_line(&err(5)).contains(&format!("{shown}-dir is a directory")), "{}", err(5));
+    // A backslash is escaped too, so the escaped form of a name cannot be forged by another.
+    let slashed = w.write("src/back\\slash", b"");
+    let out = w.ok(&["backup", "-v", &src_s]);
+    assert!(out.contains("back\\\\slash"), "{out}");
+    assert!(slashed.exists());
+
+    // --json holds the exact names.
+    let entries = json_lines(&w.ok(&["ls", "--json", "latest"]));
+    assert!(entries.iter().any(|e| e["path"] == format!("{src_s}/{evil}.txt")), "{entries:?}");
+    assert!(entries.iter().any(|e| e["target"] == format!("\x1b]0;{evil}\x07")), "{entries:?}");
+    let diff = json_lines(&w.ok(&["diff", "--json", "latest~2", "latest~1"]));
+    assert!(diff.iter().any(|e| e["path"] == format!("{src_s}/{evil}.txt")), "{diff:?}");
+    let snaps = json_lines(&w.ok(&["snapshots", "--json"]));
+    assert_eq!(snaps[0]["host"], "host\x1b[31m");
+    assert_eq!(snaps[0]["tags"][0], "tag\r\x1b[1A");
+}
+
+/// The password command and rclone are children of offsite: they must not find the
+/// passphrases of OFFSITE_PASSWORD or OFFSITE_NEW_PASSWORD in their environment.
+#[test]
+fn the_password_command_does_not_inherit_the_passphrases() {
+    let w = World::init();
+    let seen = w.path("child-env");
+    let command = format!("env > '{}'; echo '{PASSWORD}'", seen.display());
+    w.ok_cmd(
+        w.cmd(&["key", "add"])
+            .env("OFFSITE_PASSWORD_COMMAND", &command)
+            .env("OFFSITE_PASSWORD", "old-secret-in-env")
+            .env("OFFSITE_NEW_PASSWORD", "new-secret-in-env"),
+    );
+    let env = fs::read_to_string(&seen).expect("the command ran");
+    let offsite: Vec<&str> = env.lines().filter(|l| l.starts_with("OFFSITE_")).collect();
+    assert!(env.contains("OFFSITE_PASSWORD_COMMAND="), "control: the environment was written: {offsite:?}");
+    assert!(env.contains("OFFSITE_REPOSITORY="), "other settings stay: {offsite:?}");
+    for secret in ["old-secret-in-env", "new-secret-in-env", "OFFSITE_PASSWORD=", "OFFSITE_NEW_PASSWORD="] {
+        assert!(!env.contains(secret), "the password command saw {secret}: {offsite:?}");
+    }
+    w.ok_cmd(w.cmd(&["snapshots"]).env("OFFSITE_PASSWORD", "new-secret-in-env"));
+}
+
+/// OFFSITE_INSECURE_FAST_KDF makes key files whose passphrase is cheap to guess: `init`,
+/// `key add` and `key passwd` refuse it unless it says so in its value, and every command that
+/// creates or opens a key file under it says so on stderr.
+#[test]
+fn the_insecure_fast_kdf_must_be_confirmed_and_is_loud() {
+    let w = World::new();
+    let warned = |stderr: &str| {
+        stderr
+            .lines()
+            .any(|l| l.starts_with("offsite: warning: OFFSITE_INSECURE_FAST_KDF") && l.contains("crack"))
+    };
+    for value in ["1", "true", "testing-only", " testing-only-keys-are-crackable"] {
+        let err = w.fails_cmd(w.cmd(&["init"]).env("OFFSITE_INSECURE_FAST_KDF", value), 1);
+        let line = error_line(&err);
+        assert!(line.contains("OFFSITE_INSECURE_FAST_KDF") && line.contains(FAST_KDF), "{err}");
+        assert!(line.contains("unset"), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(!w.repo().exists(), "init under {value:?} created the repository");
+    }
+    let out = w.run(&mut w.cmd(&["init"]));
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(warned(&String::from_utf8_lossy(&out.stderr)), "{}", show(&out));
+    let out = w.run(&mut w.cmd(&["snapshots"]));
+    assert!(out.status.success() && warned(&String::from_utf8_lossy(&out.stderr)), "{}", show(&out));
+    // Unset: silent, and it opens the same repository.
+    let out = w.run(w.cmd(&["snapshots"]).env_remove("OFFSITE_INSECURE_FAST_KDF"));
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", show(&out));
+
+    for args in [&["key", "add"][..], &["key", "passwd"][..]] {
+        let err = w.fails_cmd(
+            w.cmd(args).env("OFFSITE_INSECURE_FAST_KDF", "1").env("OFFSITE_NEW_PASSWORD", "other"),
+            1,
+        );
+        assert!(error_line(&err).contains(FAST_KDF), "{args:?}: {err}");
+    }
+    assert_eq!(json_lines(&w.ok(&["key", "list", "--json"])).len(), 1, "no key was added");
+    let out = w.run(w.cmd(&["key", "add"]).env("OFFSITE_NEW_PASSWORD", "other"));
+    assert!(out.status.success() && warned(&String::from_utf8_lossy(&out.stderr)), "{}", show(&out));
+    // Other commands make no key file: any value only warns.
+    let out = w.run(w.cmd(&["snapshots"]).env("OFFSITE_INSECURE_FAST_KDF", "1"));
+    assert!(out.status.success() && warned(&String::from_utf8_lossy(&out.stderr)), "{}", show(&out));
 }

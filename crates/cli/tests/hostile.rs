@@ -70,7 +70,7 @@ impl World {
         c.env("OFFSITE_REPOSITORY", self.repo())
             .env("OFFSITE_PASSWORD", PASSWORD)
             .env("OFFSITE_CACHE_DIR", cache)
-            .env("OFFSITE_INSECURE_FAST_KDF", "1")
+            .env("OFFSITE_INSECURE_FAST_KDF", "testing-only-keys-are-crackable")
             .current_dir(&self.root)
             .stdin(Stdio::null())
             .args(args);

@@ -16,8 +16,18 @@ pub const NONCE_LEN: usize = 12;
 /// Length of the authentication tag appended to every ciphertext.
 pub const TAG_LEN: usize = 16;
 
-/// An AES-256-GCM key schedule, ready to seal and open messages. The round
-/// keys are wiped when it is dropped.
+/// An AES-256-GCM key schedule, ready to seal and open messages.
+///
+/// **Not wiped when dropped.** `ring`'s `LessSafeKey` has no zeroizing drop and no way to
+/// clear it, and this workspace forbids the `unsafe` code that could overwrite it from
+/// outside. So the expanded AES-256 round keys (whose first two round keys are the key
+/// itself) and the GHASH key with its precomputed table stay in the memory the `Aead`
+/// occupied (a stack frame, or the heap of the pack builder or blob opener holding it), and in
+/// any place a move copied it from, until that memory is reused. What is wiped is the key
+/// it was made from: the [`Key32`] passed to [`Aead::new`] zeroizes its 32 bytes when its
+/// owner drops it. Keep an `Aead` no longer than its use: the crates make one per record, key
+/// file or pack and drop it when done (a pack's or sealed record's key opens that object only;
+/// the index key and a key file's wrapping key open more).
 pub struct Aead {
     cipher: LessSafeKey,
 }

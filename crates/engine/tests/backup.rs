@@ -277,3 +277,40 @@ fn excludes_patterns_caches_and_size() {
     let out = backup(env.repo(), &opts, &NullReporter).unwrap();
     assert_eq!(out.snapshot.summary.files_new, 1, "only keep.txt");
 }
+
+/// The files cache holds plaintext paths on the client: once a backup of other paths commits,
+/// the entries of paths it no longer covers are dropped, while its own paths still hit.
+#[test]
+fn the_files_cache_forgets_paths_no_longer_backed_up() {
+    let env = Env::small();
+    let (a, b) = (env.src().join("a"), env.src().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(a.join("kept-file"), b"under a").unwrap();
+    std::fs::write(b.join("dropped-secret-name"), b"under b").unwrap();
+    let cache_body = |env: &Env| {
+        let repo = env.repo();
+        let file = std::fs::read(repo.cache_dir().unwrap().join("files-cache.bin")).unwrap();
+        // 8-byte magic, parent flag and id, then one zstd frame.
+        let body = zstd::stream::decode_all(&file[8 + 1 + 32..]).unwrap();
+        (file, body)
+    };
+    let holds = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    let both = BackupOptions { paths: vec![a.clone(), b.clone()], ..Default::default() };
+    backup(env.repo(), &both, &NullReporter).unwrap();
+    let (_, body) = cache_body(&env);
+    assert!(holds(&body, b"dropped-secret-name"), "control: the cache names files it holds");
+
+    let only_a = BackupOptions { paths: vec![a.clone()], ..Default::default() };
+    let second = backup(env.repo(), &only_a, &NullReporter).unwrap();
+    assert_eq!(second.snapshot.summary.files_unchanged, 1, "a's file hit the cache");
+    let (file, body) = cache_body(&env);
+    for hay in [&file, &body] {
+        assert!(!holds(hay, b"dropped-secret-name"), "the cache still names a file under b");
+        assert!(!holds(hay, b.as_os_str().as_encoded_bytes()), "the cache still names b");
+    }
+    assert!(holds(&body, b"kept-file"));
+    let third = backup(env.repo(), &only_a, &NullReporter).unwrap();
+    assert_eq!(third.snapshot.summary.files_unchanged, 1, "a's file still hits the cache");
+    assert_eq!(third.snapshot.summary.bytes_read, 0);
+}

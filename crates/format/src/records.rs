@@ -298,6 +298,48 @@ pub struct Lock {
     pub exclusive: bool,
 }
 
+impl Config {
+    /// Smallest `pack_size` accepted: 64 KiB (test repositories use it with small chunks).
+    pub const MIN_PACK_SIZE: u32 = 64 << 10;
+    /// Largest `pack_size` accepted: 128 MiB. Writers fill one pack per worker thread in
+    /// memory and queue one finished pack per upload connection, so this bounds their memory.
+    pub const MAX_PACK_SIZE: u32 = 128 << 20;
+    /// Largest `chunker.max` accepted: 256 MiB, the chunker's own bound.
+    pub const MAX_CHUNK_SIZE: u32 = 256 << 20;
+    /// Highest `compression` level accepted: 19, zstd's highest level without its "ultra"
+    /// mode, whose windows of up to 128 MiB would be paid in every worker's context.
+    pub const MAX_COMPRESSION: i32 = 19;
+
+    /// The reason this config must not be used, if any: a `pack_size` outside
+    /// [`Config::MIN_PACK_SIZE`]..=[`Config::MAX_PACK_SIZE`], chunker sizes that break
+    /// `64 <= min <= avg <= max <=` [`Config::MAX_CHUNK_SIZE`] with `avg` a power of two, or a
+    /// `compression` outside 0..=[`Config::MAX_COMPRESSION`] (docs/FORMAT.md §5.1). Readers
+    /// refuse such a config when they decode it; writers never create one.
+    pub fn invalid(&self) -> Option<String> {
+        Self::invalid_settings(self.chunker, self.compression, self.pack_size)
+    }
+
+    /// [`Config::invalid`] for settings a config is about to be made of.
+    pub fn invalid_settings(chunker: ChunkerSizes, compression: i32, pack_size: u32) -> Option<String> {
+        let (lo, hi) = (Self::MIN_PACK_SIZE, Self::MAX_PACK_SIZE);
+        if !(lo..=hi).contains(&pack_size) {
+            return Some(format!("pack_size {pack_size} is outside {lo}..={hi}"));
+        }
+        let ChunkerSizes { min, avg, max } = chunker;
+        if !(64 <= min && min <= avg && avg <= max && max <= Self::MAX_CHUNK_SIZE && avg.is_power_of_two()) {
+            return Some(format!(
+                "chunker sizes min {min}, avg {avg}, max {max} break 64 <= min <= avg <= max <= {} \
+                 with avg a power of two",
+                Self::MAX_CHUNK_SIZE
+            ));
+        }
+        if !(0..=Self::MAX_COMPRESSION).contains(&compression) {
+            return Some(format!("compression level {compression} is outside 0..={}", Self::MAX_COMPRESSION));
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

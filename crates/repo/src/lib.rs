@@ -30,6 +30,6 @@ pub use index::{BlobLocation, Index, PackInfo};
 pub use journal::{PackJournal, RecordLog, JOURNAL_FILE};
 pub use reader::{read_range, BlobReader, READ_ALIGN};
 pub use repository::{InitOptions, KeyInfo, Repository, MAX_KEY_TRIES};
-pub use select::{parse_selector, select, snapshot_time, Selector, SnapshotFilter};
+pub use select::{parse_selector, select, snapshot_time, sort_snapshots, Selector, SnapshotFilter};
 pub use snapshots::{MissingSnapshot, SnapshotSet};
 pub use writer::{BlobWriter, WriterOptions, WriterStats};

@@ -96,6 +96,9 @@ impl Repository {
         opts: &InitOptions,
         cache: &CacheSetting,
     ) -> RepoResult<Repository> {
+        if let Some(why) = Config::invalid_settings(opts.chunker, opts.compression, opts.pack_size) {
+            return Err(RepoError::Other(format!("cannot create a repository with {why}")));
+        }
         let location = storage.location();
         match storage.create() {
             Err(StorageError::AlreadyExists { .. }) => return Err(RepoError::AlreadyExists { location }),
@@ -162,6 +165,9 @@ impl Repository {
         }
         let found = find_key(&*storage, passphrase, cache, key_prefix, &config_bytes)?;
         let (key_id, keys, config) = (found.key_id, found.keys, found.config);
+        if let Some(why) = config.invalid() {
+            return Err(RepoError::corrupt("config", FormatError::Json(why)));
+        }
         let cache = cache.base().map(|b| b.join(config.id.to_hex()));
         if let Some(dir) = &cache {
             let _ = write_atomic_if_changed(&dir.join("last-key"), key_id.to_hex().as_bytes());

@@ -93,12 +93,24 @@ fn parse_age(s: &str) -> Option<Span> {
     }
 }
 
-/// Time of a snapshot (unparseable times sort first).
-pub fn snapshot_time(s: &Snapshot) -> Timestamp {
-    s.time.parse().unwrap_or(Timestamp::UNIX_EPOCH)
+/// Time of a snapshot as an instant: its `time` parsed as RFC 3339. `None` when it does not
+/// parse, which decoding refuses ([`crate::Repository::snapshot_set`]), so a listed snapshot
+/// always has one.
+pub fn snapshot_time(s: &Snapshot) -> Option<Timestamp> {
+    s.time.parse().ok()
 }
 
-/// Pick one snapshot from `snaps` (sorted oldest first) by selector and filter.
+/// Sort snapshots oldest first: by time value, ties by id (FORMAT.md §9). Never by the time
+/// string: `…:45.5Z` sorts before `…:45Z` as a string, and anything after `9` (`"~"`) would
+/// stay latest for ever.
+pub fn sort_snapshots<T: std::borrow::Borrow<(SnapshotId, Snapshot)>>(snaps: &mut [T]) {
+    snaps.sort_by_cached_key(|e| {
+        let (id, s) = e.borrow();
+        (snapshot_time(s), *id)
+    });
+}
+
+/// Pick one snapshot from `snaps` (in any order) by selector and filter.
 pub fn select<'a>(
     snaps: &'a [(SnapshotId, Snapshot)],
     spec: &str,
@@ -106,7 +118,9 @@ pub fn select<'a>(
     now: &Zoned,
 ) -> RepoResult<&'a (SnapshotId, Snapshot)> {
     let sel = parse_selector(spec, now)?;
-    let candidates: Vec<&(SnapshotId, Snapshot)> = snaps.iter().filter(|(_, s)| filter.matches(s)).collect();
+    let mut candidates: Vec<&(SnapshotId, Snapshot)> =
+        snaps.iter().filter(|(_, s)| filter.matches(s)).collect();
+    sort_snapshots(&mut candidates);
     let none = || RepoError::NoSnapshot(spec.to_string());
     match sel {
         Selector::Latest(n) => candidates.iter().rev().nth(n).copied().ok_or_else(none),
@@ -119,7 +133,7 @@ pub fn select<'a>(
             }
         }
         Selector::AtOrBefore(t) => {
-            candidates.into_iter().rfind(|(_, s)| snapshot_time(s) <= t).ok_or_else(none)
+            candidates.into_iter().rfind(|(_, s)| snapshot_time(s).is_some_and(|at| at <= t)).ok_or_else(none)
         }
     }
 }

@@ -17,13 +17,15 @@ use rayon::prelude::*;
 use crate::cache::{read_optional, write_atomic_if_changed};
 use crate::error::{RepoError, RepoResult};
 use crate::repository::{read_verified, Repository};
+use crate::select::{snapshot_time, sort_snapshots};
 
 /// What the `snapshots/` directory holds, decrypted as far as the key allows.
 #[derive(Debug, Default)]
 pub struct SnapshotSet {
     /// every listed snapshot id (not forget records)
     pub ids: Vec<SnapshotId>,
-    /// decoded snapshots, sorted by time (full keys only; empty for backup-only keys)
+    /// decoded snapshots, oldest first by time value, ties by id (full keys only; empty for
+    /// backup-only keys)
     pub snapshots: Vec<(SnapshotId, Snapshot)>,
     /// snapshots removed by forget
     pub forgotten: HashSet<SnapshotId>,
@@ -142,7 +144,7 @@ impl Repository {
                 }
             }
         }
-        set.snapshots.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        sort_snapshots(&mut set.snapshots);
         set.ids.sort();
         set.forget_records.sort();
         set.first_open = match self.tips_path() {
@@ -173,6 +175,12 @@ impl Repository {
         let s: Snapshot = open_record(RecordType::Snapshot, self.keys(), &bytes)
             .map_err(|e| RepoError::corrupt(&object, e))?;
         self.check_repo(&object, &s.repository)?;
+        if snapshot_time(&s).is_none() {
+            return Err(RepoError::Other(format!(
+                "{object} is refused: its time {:?} is not an RFC 3339 time (offsite never writes one; the snapshot is damaged or forged)",
+                s.time
+            )));
+        }
         Ok(Entry::Snap(sid, Some(Box::new(s))))
     }
 

@@ -177,3 +177,107 @@ fn rollback_of_a_seen_snapshot_is_refused() {
     let err = repo.snapshot_set().unwrap_err().to_string();
     assert!(err.contains("belongs to repository"), "{err}");
 }
+
+/// Snapshot times are RFC 3339 with up to 9 fractional digits, trailing zeros dropped: as
+/// strings `…:45.5Z` sorts before `…:45Z`, so they are ordered by value (ties by id).
+#[test]
+fn snapshots_are_ordered_by_time_value_then_id() {
+    let f = fixture();
+    let repo = open(&f, b"pw").unwrap();
+    let at = |time: &str, tree: u8| {
+        let mut s = snapshot(&repo, offsite_format::BlobId([tree; 32]), vec![]);
+        s.time = time.into();
+        repo.save_snapshot(&s).unwrap()
+    };
+    let half = at("2026-11-22T10:00:45.5Z", 1);
+    let whole = at("2026-11-22T10:00:45Z", 2);
+    let earlier = at("2026-11-22T11:00:44+01:00", 3);
+    let (tie_a, tie_b) = (at("2026-11-22T10:00:46Z", 4), at("2026-11-22T10:00:46.000Z", 5));
+    let set = repo.snapshot_set().unwrap();
+    let order: Vec<_> = set.snapshots.iter().map(|(id, _)| *id).collect();
+    let ties = if tie_a < tie_b { [tie_a, tie_b] } else { [tie_b, tie_a] };
+    assert_eq!(order, [earlier, whole, half, ties[0], ties[1]]);
+    let now = jiff::Zoned::now();
+    let pick = |spec: &str| offsite_repo::select(&set.snapshots, spec, &Default::default(), &now).unwrap().0;
+    assert_eq!(pick("latest"), ties[1]);
+    assert_eq!(pick("latest~2"), half);
+    assert_eq!(pick("latest~3"), whole);
+    // select orders by itself, whatever order it is handed.
+    let mut reversed = set.snapshots.clone();
+    reversed.reverse();
+    let sel = offsite_repo::select(&reversed, "latest~2", &Default::default(), &now).unwrap();
+    assert_eq!(sel.0, half);
+}
+
+/// A time that is not RFC 3339 (`"~"` would sort after every real time as a string, and stay
+/// `latest` for ever) is refused when the snapshot is decoded, naming it.
+#[test]
+fn a_snapshot_whose_time_does_not_parse_is_refused() {
+    let f = fixture();
+    let repo = open(&f, b"pw").unwrap();
+    repo.save_snapshot(&snapshot(&repo, offsite_format::BlobId([1; 32]), vec![])).unwrap();
+    for bad in ["~", "", "2026-11-22 10:00:45", "2026-13-01T00:00:00Z", "yesterday"] {
+        let mut s = snapshot(&repo, offsite_format::BlobId([2; 32]), vec![]);
+        s.time = bad.into();
+        let id = repo.save_snapshot(&s).unwrap();
+        let err = repo.snapshot_set().unwrap_err().to_string();
+        assert!(err.contains(&format!("snapshots/{}", &id.to_hex()[..8])), "{bad:?}: {err}");
+        assert!(err.contains("RFC 3339"), "{bad:?}: {err}");
+        f.storage.delete(ObjectKind::Snapshot, &id.to_hex()).unwrap();
+        repo.save_forget_record(vec![id]).unwrap();
+    }
+    assert_eq!(repo.snapshot_set().unwrap().snapshots.len(), 1);
+}
+
+/// The config's sizes are bounded when it is decoded: a pack size of 0 or 4 GiB, chunker
+/// sizes the chunker refuses, or a compression level outside 0..=19 make the repository
+/// refuse to open, naming the config, and `init` refuses to write such a config.
+#[test]
+fn config_sizes_out_of_bounds_are_refused() {
+    let good = offsite_format::ChunkerSizes { min: 4096, avg: 16384, max: 65536 };
+    let cases: Vec<(&str, InitOptions)> = vec![
+        ("pack_size", InitOptions { pack_size: 0, ..opts() }),
+        ("pack_size", InitOptions { pack_size: 65535, ..opts() }),
+        ("pack_size", InitOptions { pack_size: (128 << 20) + 1, ..opts() }),
+        ("pack_size", InitOptions { pack_size: u32::MAX, ..opts() }),
+        ("chunker", InitOptions { chunker: offsite_format::ChunkerSizes { min: 0, ..good }, ..opts() }),
+        ("chunker", InitOptions { chunker: offsite_format::ChunkerSizes { avg: 20000, ..good }, ..opts() }),
+        ("chunker", InitOptions { chunker: offsite_format::ChunkerSizes { min: 32768, ..good }, ..opts() }),
+        (
+            "chunker",
+            InitOptions { chunker: offsite_format::ChunkerSizes { max: u32::MAX, ..good }, ..opts() },
+        ),
+        ("compression", InitOptions { compression: -1, ..opts() }),
+        ("compression", InitOptions { compression: 20, ..opts() }),
+        ("compression", InitOptions { compression: i32::MAX, ..opts() }),
+    ];
+    for (field, bad) in cases {
+        // Written by hand (init refuses it), sealed with the repository's own key.
+        let f = fixture();
+        let repo = open(&f, b"pw").unwrap();
+        let mut config = repo.config().clone();
+        config.chunker = bad.chunker;
+        config.compression = bad.compression;
+        config.pack_size = bad.pack_size;
+        let sealed = offsite_format::seal_record(offsite_format::RecordType::Config, repo.keys(), &config);
+        f.storage.delete(ObjectKind::Config, "").unwrap();
+        f.storage.write(ObjectKind::Config, "", &sealed).unwrap();
+        let err = open(&f, b"pw").err().unwrap_or_else(|| panic!("{config:?} opened")).to_string();
+        assert!(err.starts_with("config is damaged") && err.contains(field), "{config:?}: {err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(LocalStorage::new(dir.path().join("repo")));
+        let err = Repository::init(storage, b"pw", &bad, &CacheSetting::Disabled).err();
+        assert!(err.is_some_and(|e| e.to_string().contains(field)), "init wrote {config:?}");
+    }
+    // The bounds themselves are allowed.
+    for ok in [
+        InitOptions { pack_size: 64 << 10, compression: 0, ..opts() },
+        InitOptions { pack_size: 128 << 20, compression: 19, chunker: good, ..opts() },
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(LocalStorage::new(dir.path().join("repo")));
+        Repository::init(storage.clone(), b"pw", &ok, &CacheSetting::Disabled).unwrap();
+        Repository::open(storage, b"pw", &CacheSetting::Disabled).unwrap();
+    }
+}

@@ -11,10 +11,11 @@ use crate::Status;
 
 /// Create the repository and print its id and location.
 pub fn run(inv: &Invocation, out: Output) -> Result<Status> {
+    let kdf = inv.kdf()?;
     let storage = open_storage(inv)?;
     let location = storage.location();
     let pass = password::read(&inv.password, Purpose::Create(&location))?;
-    let opts = InitOptions { kdf: inv.kdf(), ..Default::default() };
+    let opts = InitOptions { kdf, ..Default::default() };
     let repo = Repository::init(storage, &pass, &opts, &inv.cache)?;
     let id = repo.config().id.to_hex();
     out.json(&json!({"type": "init", "id": id, "location": location}))?;

@@ -1,6 +1,7 @@
 //! `offsite key add|list|remove|passwd`: the key files (passphrases) that open the repository.
 
 use anyhow::Result;
+use offsite_crypto::KdfParams;
 use serde_json::json;
 
 use crate::args::KeyCommand;
@@ -12,12 +13,17 @@ use crate::Status;
 
 /// Run one key subcommand.
 pub fn run(inv: &Invocation, out: Output, cmd: KeyCommand) -> Result<Status> {
+    // The parameters of the key file to make, first: a refusal comes before any passphrase.
+    let kdf = match cmd {
+        KeyCommand::Add(_) | KeyCommand::Passwd(_) => inv.kdf()?,
+        KeyCommand::List | KeyCommand::Remove(_) => KdfParams::new_default(),
+    };
     let mut repo = super::open(inv)?;
     match cmd {
         KeyCommand::Add(a) => {
             let pass =
                 password::read(&inv.new_password_source(a.new_password_file.as_ref()), Purpose::NewKey)?;
-            let id = repo.add_key(&pass, a.backup_only, &inv.kdf())?;
+            let id = repo.add_key(&pass, a.backup_only, &kdf)?;
             let kind = if a.backup_only { "backup-only" } else { "full" };
             out.json(&json!({"type": "key_added", "id": id.to_hex(), "kind": kind}))?;
             out.info(format_args!("added {kind} key {}", id.short()))?;
@@ -45,7 +51,7 @@ pub fn run(inv: &Invocation, out: Output, cmd: KeyCommand) -> Result<Status> {
             let old = repo.key_id();
             let pass =
                 password::read(&inv.new_password_source(a.new_password_file.as_ref()), Purpose::NewKey)?;
-            let id = repo.change_passphrase(&pass, &inv.kdf())?;
+            let id = repo.change_passphrase(&pass, &kdf)?;
             out.json(&json!({"type": "key_changed", "old": old.to_hex(), "id": id.to_hex()}))?;
             out.info(format_args!("passphrase changed: key {} replaces key {}", id.short(), old.short()))?;
         }

@@ -72,6 +72,7 @@ pub fn open(inv: &Invocation) -> Result<Repository> {
             repo.config().id.short()
         ));
     }
+    inv.warn_if_fast_kdf();
     Ok(repo)
 }
 

@@ -5,7 +5,7 @@ use offsite_format::{RawBytes, Snapshot, SnapshotId};
 use serde_json::json;
 
 use crate::args::SnapshotsArgs;
-use crate::output::Output;
+use crate::output::{escape, Output};
 use crate::resolve::Invocation;
 use crate::units::local_time;
 use crate::Status;
@@ -52,19 +52,20 @@ fn paths(p: &[RawBytes]) -> Vec<String> {
 }
 
 fn print_table(out: Output, header: [&str; 5], rows: &[[String; 5]]) -> Result<()> {
+    // Columns are as wide as the cells will be shown, escaped (`Output::line` escapes).
+    let shown_width = |cell: &str| escape(cell).chars().count();
     let mut widths = header.map(str::len);
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(shown_width(cell));
         }
     }
     let fmt = |cells: [&str; 5]| {
         let mut line = String::new();
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == cells.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<w$}  "));
+            line.push_str(cell);
+            if i + 1 < cells.len() {
+                line.push_str(&" ".repeat(w - shown_width(cell) + 2));
             }
         }
         line

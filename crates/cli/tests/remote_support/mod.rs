@@ -287,7 +287,7 @@ impl World {
         c.env("OFFSITE_REPOSITORY", &self.location)
             .env("OFFSITE_PASSWORD", PASSWORD)
             .env("OFFSITE_CACHE_DIR", self.root.join("cache"))
-            .env("OFFSITE_INSECURE_FAST_KDF", "1");
+            .env("OFFSITE_INSECURE_FAST_KDF", "testing-only-keys-are-crackable");
         for (k, v) in &self.env {
             c.env(k, v);
         }

@@ -142,10 +142,13 @@ impl FilesCache {
         out
     }
 
-    /// Save the new cache: the entries of the files this backup read (`read`), the old entries
-    /// of its unchanged files (`hits`, keys of this cache, each once), and the old entries
-    /// outside its paths. When no file was read and every old entry under the paths was a hit,
-    /// the result equals the old cache: only the parent id changes and the old body is reused.
+    /// Save the new cache, once the backup's snapshot is stored: the entries of the files this
+    /// backup read (`read`) and the old entries of its unchanged files (`hits`, keys of this
+    /// cache, each once). Nothing else: entries of paths this backup did not cover are dropped,
+    /// so plaintext names of files no longer backed up do not stay on the client for ever (a
+    /// later backup of those paths reads their files again). When no file was read and every
+    /// old entry was a hit, the result equals the old cache: only the parent id changes and
+    /// the old body is reused.
     pub fn save(
         &self,
         read: HashMap<Vec<u8>, CacheEntry>,
@@ -157,7 +160,7 @@ impl FilesCache {
         let unchanged = !self.old_body.is_empty()
             && self.old_paths == roots
             && read.is_empty()
-            && hits.len() == self.old.keys().filter(|p| roots.iter().any(|r| is_under(p, r))).count();
+            && hits.len() == self.old.len();
         let compressed;
         let body: &[u8] = if unchanged {
             &self.old_body
@@ -166,12 +169,6 @@ impl FilesCache {
                 read.iter().map(|(p, e)| (p.as_slice(), e)).collect();
             entries.extend(
                 hits.iter().filter_map(|p| self.old.get_key_value(*p)).map(|(p, e)| (p.as_slice(), e)),
-            );
-            entries.extend(
-                self.old
-                    .iter()
-                    .filter(|(p, _)| !roots.iter().any(|r| is_under(p, r)))
-                    .map(|(p, e)| (p.as_slice(), e)),
             );
             let raw = encode_body(roots, &entries);
             // The frame carries a checksum: a cache damaged on disk is dropped, not misread.
@@ -379,7 +376,8 @@ mod tests {
         let loaded = FilesCache::load(Some(t.path()));
         assert_eq!(loaded.parent, Some(SnapshotId([1; 32])));
         assert!(loaded.same_paths(&roots));
-        assert_eq!(loaded.old.len(), 51, "entries outside the backed-up paths are kept");
+        assert_eq!(loaded.old.len(), 50, "entries outside the backed-up paths are dropped");
+        assert!(!loaded.had(b"/other/x"));
         assert_eq!(loaded.old.get(b"/src/f7".as_slice()), Some(&entry(7)));
         let body = loaded.old_body.clone();
         // Unchanged (every file under the paths a hit, none read): the body is written back
@@ -392,7 +390,7 @@ mod tests {
         assert_eq!(&file[HEADER..], body.as_slice());
         assert_eq!(FilesCache::load(Some(t.path())).parent, Some(SnapshotId([2; 32])));
         // Changed: one file read again, one gone, the rest hits: the body is rebuilt and holds
-        // the change, the hits' old entries and the entries outside the paths, not the gone one.
+        // the change and the hits' old entries, not the gone one.
         let loaded = FilesCache::load(Some(t.path()));
         let hits: Vec<&[u8]> = loaded
             .old
@@ -407,7 +405,24 @@ mod tests {
         assert_eq!(again.old.get(b"/src/f3".as_slice()), Some(&entry(99)));
         assert_eq!(again.old.get(b"/src/f7".as_slice()), Some(&entry(7)));
         assert_eq!(again.old.get(b"/src/f4".as_slice()), None);
-        assert_eq!(again.old.len(), 50);
+        assert_eq!(again.old.len(), 49);
+        // A cache of the same paths that still names a path outside them (written before they
+        // were dropped) is not reused verbatim even when every file under the paths hit.
+        let outside = entry(201);
+        let mut entries: Vec<(&[u8], &CacheEntry)> =
+            again.old.iter().map(|(p, e)| (p.as_slice(), e)).collect();
+        entries.push((b"/other/y", &outside));
+        let mut file = std::fs::read(t.path().join(FILE_NAME)).unwrap()[..HEADER].to_vec();
+        file.extend(zstd::bulk::compress(&encode_body(&roots, &entries), 1).unwrap());
+        std::fs::write(t.path().join(FILE_NAME), &file).unwrap();
+        let older = FilesCache::load(Some(t.path()));
+        assert!(older.had(b"/other/y") && older.same_paths(&roots));
+        let hits: Vec<&[u8]> =
+            older.old.keys().filter(|p| p.starts_with(b"/src/")).map(|p| p.as_slice()).collect();
+        older.save(HashMap::new(), &hits, &roots, None).unwrap();
+        let again = FilesCache::load(Some(t.path()));
+        assert!(!again.had(b"/other/y"));
+        assert_eq!(again.old.len(), 49);
     }
 
     #[test]

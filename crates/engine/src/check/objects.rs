@@ -96,7 +96,7 @@ pub(crate) fn load_snapshots(
             found.problems.add("snapshots/".to_string(), first.to_string());
         }
     }
-    snaps.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+    offsite_repo::sort_snapshots(&mut snaps);
     Ok(snaps)
 }
 
@@ -117,6 +117,9 @@ fn load_snapshot_object(repo: &Repository, id: &str) -> Listed {
         let s: Snapshot =
             open_record(RecordType::Snapshot, repo.keys(), &bytes).map_err(|e| e.to_string())?;
         same_repo(repo, &s.repository)?;
+        if offsite_repo::snapshot_time(&s).is_none() {
+            return Err(format!("its time {:?} is not an RFC 3339 time: damaged or forged", s.time));
+        }
         Ok(Listed::Snap(sid, Box::new(s)))
     })();
     result.unwrap_or_else(Listed::Damaged)
