@@ -44,7 +44,7 @@ pub const PASSPHRASE: &[u8] = b"fuzz";
 /// Salt of the harness key files (the KDF is the cheapest argon2 allows).
 pub const SALT: [u8; 16] = [5; 16];
 
-const RECORD_AD: &[u8] = b"offsite record v1";
+const RECORD_AD: &[u8] = b"offsite record v2";
 const RECORD_SEAL_CONTEXT: &[u8] = b"offsite record seal v1";
 const HEADER_AD: &[u8] = b"offsite pack header v1";
 const BLOB_AD: &[u8] = b"offsite blob v1";
@@ -125,11 +125,12 @@ pub fn record(data: &[u8]) {
     }
 }
 
-/// Seal `body` (the bytes inside AES-GCM, normally a zstd frame) as a record of type `ty` under
-/// the fixed keys, per FORMAT.md §5, with a fixed nonce or ephemeral key.
+/// Seal `body` (the bytes inside AES-GCM: `u32le(n) || zstd frame || padding`) as a record of
+/// type `ty` under the fixed keys, per FORMAT.md §5, with a fixed nonce or ephemeral key, and
+/// the MAC of a sealed record.
 pub fn seal_record_body(ty: RecordType, body: &[u8]) -> Vec<u8> {
     let mut out = b"OFS".to_vec();
-    out.push(1);
+    out.push(2);
     out.push(ty as u8);
     let sealed = ty == RecordType::Snapshot;
     out.push(u8::from(sealed));
@@ -147,12 +148,23 @@ pub fn seal_record_body(ty: RecordType, body: &[u8]) -> Vec<u8> {
     };
     out.extend_from_slice(&nonce);
     out.extend(Aead::new(&key).seal(&nonce, &ad, body));
+    if sealed {
+        let mac = keys().record_mac(&out);
+        out.extend_from_slice(&mac);
+    }
     out
 }
 
+/// A record body around one zstd frame: its length, then the frame (FORMAT.md §5).
+pub fn framed(frame: &[u8]) -> Vec<u8> {
+    let mut body = (frame.len() as u32).to_le_bytes().to_vec();
+    body.extend_from_slice(frame);
+    body
+}
+
 /// Target `record_plaintext`: byte 0 picks the record type (`% 5`) and whether the rest is
-/// sealed as is (bit 3 set: the zstd decoder sees arbitrary bytes) or zstd-compressed first (the
-/// JSON parser sees arbitrary bytes). The record is authentic, so acceptance must agree with
+/// sealed as is (bit 3 set: the length prefix and the zstd decoder see arbitrary bytes) or
+/// zstd-compressed and framed first (the JSON parser sees arbitrary bytes). The record is authentic, so acceptance must agree with
 /// parsing the JSON directly.
 pub fn record_plaintext(data: &[u8]) {
     let Some((&sel, rest)) = data.split_first() else { return };
@@ -160,7 +172,7 @@ pub fn record_plaintext(data: &[u8]) {
     if sel & 8 != 0 {
         let _ = open_as(ty, &seal_record_body(ty, rest));
     } else {
-        let body = zstd::bulk::compress(rest, 1).expect("zstd compresses any input");
+        let body = framed(&zstd::bulk::compress(rest, 1).expect("zstd compresses any input"));
         let opened = open_as(ty, &seal_record_body(ty, &body));
         assert_eq!(opened.is_ok(), parses_as(ty, rest), "sealed JSON accepted iff it parses");
     }
@@ -212,9 +224,7 @@ pub fn pack_header_plaintext(data: &[u8]) {
     }
     let mut packed = vec![0u8; area];
     packed.extend_from_slice(&ct);
-    packed.extend_from_slice(&eph());
-    packed.extend_from_slice(&(ct.len() as u32).to_le_bytes());
-    packed.extend_from_slice(b"OSP1");
+    packed.extend(offsite_format::seal_trailer(&key, &eph(), ct.len() as u32));
     let whole = decode_pack(keys(), &packed);
     assert_eq!(direct.ok(), whole.ok().map(|(_, e)| e), "decode_pack and decode_header disagree");
 }
@@ -275,12 +285,12 @@ pub fn blob(data: &[u8]) {
 /// is `secret`, as `kind`, under [`PASSPHRASE`] and [`cheap_kdf`].
 pub fn keyfile_with_secret(kind: &str, secret: &[u8]) -> Vec<u8> {
     let repo = [1u8; 32];
-    let mut ad = b"offsite key v1".to_vec();
+    let mut ad = b"offsite key v2".to_vec();
     ad.extend_from_slice(&repo);
     ad.push(u8::from(kind != "full"));
     let p = cheap_kdf();
     let v = serde_json::json!({
-        "version": 1, "kind": kind, "created": "2026-11-22T00:00:00Z", "repository": hex::encode(repo),
+        "version": 2, "kind": kind, "created": "2026-11-22T00:00:00Z", "repository": hex::encode(repo),
         "kdf": {"algorithm": "argon2id", "m_cost_kib": p.m_cost_kib, "t_cost": p.t_cost, "p_cost": p.p_cost,
                 "salt": hex::encode(p.salt)},
         "data": STANDARD.encode(wrap_secret(wrapping_key(), &ad, secret)),

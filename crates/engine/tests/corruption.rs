@@ -36,7 +36,7 @@ use offsite_engine::{
     ReadData, RestoreOptions,
 };
 use offsite_format::{
-    open_record, parse_trailer, seal_record, storage_id, BlobId, BlobType, ContentItem, IndexFile, NodeKind,
+    open_record, seal_record, storage_id, BlobId, BlobType, ContentItem, IndexFile, NodeKind,
     PackEntry, RecordType, Snapshot, SnapshotId, TRAILER_LEN,
 };
 use offsite_repo::{BlobReader, BlobWriter, CacheSetting, Index, InitOptions, Repository, WriterOptions};
@@ -340,9 +340,9 @@ impl World {
             let (path, len, label) = mk(ObjectKind::Data, &id, format!("data/{}", &id[..8]));
             let bytes = std::fs::read(&path).unwrap();
             let (eph, entries) = offsite_format::decode_pack(self.repo.keys(), &bytes).unwrap();
-            let (_, hlen) = parse_trailer(&bytes[bytes.len() - TRAILER_LEN..]).unwrap();
+            let (hstart, _) = offsite_format::header_range(self.repo.keys(), &bytes).unwrap();
             assert_eq!(eph, self.index.packs().iter().find(|p| p.id.to_hex() == id).unwrap().eph);
-            let hstart = len - TRAILER_LEN as u64 - u64::from(hlen);
+            let hstart = hstart as u64;
             let tree = entries[0].ty == BlobType::Tree;
             let (body, header) = if tree {
                 (Class::TreePackBody, Class::TreePackHeader)

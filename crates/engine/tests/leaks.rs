@@ -598,3 +598,79 @@ fn no_object_or_range_the_storage_sees_is_as_long_as_one_blob() {
         started.elapsed()
     );
 }
+
+/// What the storage sees of a backup that changes small files, and of reading them back: the
+/// size of every object written, and every range read by a restore of the file, a dump of it,
+/// `ls` and a check of the structure. `variant` picks the change: 0 one file to 100 bytes,
+/// 1 the same file to 30 KB of random bytes, 2 that file and a second one.
+fn small_change_observed(variant: u8) -> (Vec<(ObjectKind, u64)>, Vec<(ObjectKind, u64)>) {
+    let env = Env::new(8 * 1024 * 1024);
+    let mut rng = Rng(0x5a11_f11e + u64::from(variant));
+    for i in 0..40 {
+        std::fs::create_dir_all(env.src().join("docs")).unwrap();
+        std::fs::write(env.src().join(format!("docs/n{i}.txt")), rng.bytes(2000)).unwrap();
+    }
+    std::fs::write(env.src().join("big"), rng.bytes(2_000_000)).unwrap();
+    let opts = BackupOptions { paths: vec![env.src()], ..Default::default() };
+    backup(env.repo(), &opts, &NullReporter).unwrap();
+    // The same starting point in every variant (same file sizes, same tree shape).
+    let changed = env.src().join("docs/n7.txt");
+    match variant {
+        0 => std::fs::write(&changed, rng.bytes(100)).unwrap(),
+        1 => std::fs::write(&changed, rng.bytes(30_000)).unwrap(),
+        _ => {
+            std::fs::write(&changed, rng.bytes(100)).unwrap();
+            std::fs::write(env.src().join("docs/n8.txt"), rng.bytes(5000)).unwrap();
+        }
+    }
+    let mark = env.rec.calls.lock().len();
+    let out = backup(env.repo(), &opts, &NullReporter).unwrap();
+    let reader = env.reader();
+    let target = env.dir.path().join("one");
+    let include = vec!["**/docs/n7.txt".to_string()];
+    restore(&reader, &out.snapshot, &RestoreOptions { target, include, ..Default::default() }, &NullReporter)
+        .unwrap();
+    let mut sink = Vec::new();
+    dump(&reader, &out.snapshot, changed.as_os_str().as_bytes(), &mut sink).unwrap();
+    assert_eq!(sink, std::fs::read(&changed).unwrap());
+    ls(&reader, &out.snapshot, Some(env.src().as_os_str().as_bytes())).unwrap();
+    let report = check(env.repo(), &CheckOptions::default(), &NullReporter).unwrap();
+    assert!(report.problems.is_empty(), "{:#?}", report.problems);
+    // Key files are left out: written once by init, their size shows only the digits of their
+    // creation time.
+    let calls: Vec<Call> = env.rec.calls.lock()[mark..]
+        .iter()
+        .filter(|c| !matches!(c, Call::Write { kind: ObjectKind::Key, .. } | Call::Read { kind: ObjectKind::Key, .. }))
+        .cloned()
+        .collect();
+    let mut written = Vec::new();
+    let mut read = Vec::new();
+    for c in calls {
+        match c {
+            Call::Write { kind, len, .. } => written.push((kind, len)),
+            Call::Read { kind, range: Some((_, len)), .. } => read.push((kind, len)),
+            Call::Read { kind, id, range: None } => {
+                let len = env.rec.inner.stat(kind, &id).unwrap();
+                read.push((kind, len));
+            }
+        }
+    }
+    written.sort_by_key(|(k, l)| (k.dir_name(), *l));
+    read.sort_by_key(|(k, l)| (k.dir_name(), *l));
+    (written, read)
+}
+
+#[test]
+fn a_backup_that_changes_one_small_file_shows_neither_its_length_nor_a_blob_count() {
+    let base = small_change_observed(0);
+    assert!(!base.0.is_empty() && !base.1.is_empty(), "{base:?}");
+    // 100 bytes or 30 KB: the same objects of the same sizes, the same reads.
+    let longer = small_change_observed(1);
+    assert_eq!(base.0, longer.0, "object sizes reveal the changed file's length");
+    assert_eq!(base.1, longer.1, "read ranges reveal the changed file's length");
+    // One changed file or two: the same again.
+    let two = small_change_observed(2);
+    assert_eq!(base.0, two.0, "object sizes reveal how many files changed");
+    assert_eq!(base.1, two.1, "read ranges reveal how many files changed");
+    eprintln!("written {:?}; read {:?}", base.0, base.1);
+}

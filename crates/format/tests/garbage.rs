@@ -71,7 +71,7 @@ fn inputs(seed: u64, valid: &[Vec<u8>], random: usize, per_valid: usize) -> Vec<
     let max = valid.iter().map(Vec::len).max().unwrap_or(64).max(64);
     let mut out: Vec<Vec<u8>> = (0..random).map(|_| random_bytes(&mut r, max)).collect();
     for v in valid {
-        if v.len() <= 4096 {
+        if v.len() <= 8192 {
             out.extend((0..v.len()).map(|n| v[..n].to_vec()));
         }
         out.extend((0..per_valid).map(|_| mutate(&mut r, v)));
@@ -457,9 +457,8 @@ fn pack_headers_tampered_or_garbage() {
     let ks = keys();
     let p = pack(&ks, BlobType::Data, 3);
     let key = pack_key(&ks, &p.eph).unwrap();
-    let hlen = u32::from_le_bytes(p.bytes[p.bytes.len() - 8..p.bytes.len() - 4].try_into().unwrap()) as usize;
-    let hstart = p.bytes.len() - TRAILER_LEN - hlen;
-    let header_ct = p.bytes[hstart..p.bytes.len() - TRAILER_LEN].to_vec();
+    let (hstart, hend) = offsite_format::header_range(&ks, &p.bytes).unwrap();
+    let header_ct = p.bytes[hstart..hend].to_vec();
     decode_header(&key, &header_ct, hstart as u64).unwrap();
     for bad in inputs(40, std::slice::from_ref(&header_ct), 3000, 7000) {
         assert!(decode_header(&key, &bad, hstart as u64).is_err());
@@ -483,9 +482,7 @@ fn pack_headers_tampered_or_garbage() {
         if r.gen_ratio(1, 8) {
             let mut whole = vec![0u8; area];
             whole.extend_from_slice(&ct);
-            whole.extend_from_slice(&eph());
-            whole.extend_from_slice(&(ct.len() as u32).to_le_bytes());
-            whole.extend_from_slice(b"OSP1");
+            whole.extend(offsite_format::seal_trailer(&hkey, &eph(), ct.len() as u32));
             assert_eq!(decode_pack(&ks, &whole).ok().map(|(_, e)| e), direct.ok());
         }
     }

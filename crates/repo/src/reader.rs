@@ -11,8 +11,10 @@ use crate::error::{RepoError, RepoResult};
 use crate::index::{BlobLocation, Index};
 use crate::repository::Repository;
 
-/// Range reads are widened to this alignment so no request length equals one blob's length.
-pub const READ_ALIGN: u64 = 4096;
+/// Range reads are widened to this alignment so no request length equals one blob's length,
+/// and a read of a small blob (a bundle of one changed file, a tree) shows nothing of its
+/// length: every pack is at least [`offsite_format::MIN_PACK_LEN`] (64 KiB) long.
+pub const READ_ALIGN: u64 = 64 * 1024;
 
 /// The range `(from, to)` to request for bytes `[start, end)` of a pack of `size` bytes:
 /// widened to [`READ_ALIGN`] boundaries (never past the pack's end), and never `[start, end)`
@@ -244,16 +246,18 @@ mod tests {
 
     #[test]
     fn ranges_are_aligned_and_never_exactly_the_bytes_asked_for() {
+        const A: u64 = READ_ALIGN;
         // Unaligned: widened to the boundaries around it.
-        assert_eq!(read_range(100, 5000, 1 << 20), (0, 8192));
+        assert_eq!(read_range(100, 5000, 1 << 24), (0, A));
+        assert_eq!(read_range(A + 100, A + 5000, 1 << 24), (A, 2 * A));
         // Clipped at the pack's end.
-        assert_eq!(read_range(4100, 9000, 10_000), (4096, 10_000));
-        // Already aligned (a first blob of 8 KiB): one more block, so not exactly the blob.
-        assert_eq!(read_range(0, 8192, 1 << 20), (0, 12_288));
-        assert_eq!(read_range(4096, 8192, 10_000), (4096, 10_000));
+        assert_eq!(read_range(A + 4, 2 * A - 100, 2 * A - 10), (A, 2 * A - 10));
+        // Already aligned (a first blob of one block): one more block, so not exactly the blob.
+        assert_eq!(read_range(0, A, 1 << 24), (0, 2 * A));
+        assert_eq!(read_range(A, 2 * A, 2 * A + 1), (A, 2 * A + 1));
         // Aligned and reaching the end (not a blob): one block earlier instead.
-        assert_eq!(read_range(8192, 12_288, 12_288), (4096, 12_288));
-        for (start, end, size) in [(0, 17, 20_000), (4096, 8192, 8193), (123, 4096, 4097), (0, 4096, 4096)] {
+        assert_eq!(read_range(2 * A, 3 * A, 3 * A), (A, 3 * A));
+        for (start, end, size) in [(0, 17, 20_000), (A, 2 * A, 2 * A + 1), (123, A, A + 1), (0, A, A)] {
             let (from, to) = read_range(start, end, size);
             assert!(from <= start && to >= end && to <= size, "{start}..{end} of {size}");
             assert!((from, to) != (start, end) || (start, end) == (0, size), "{start}..{end} of {size}");

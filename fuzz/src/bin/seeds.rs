@@ -81,7 +81,7 @@ fn config() -> Config {
 
 fn snapshot() -> Snapshot {
     Snapshot {
-        version: 1,
+        version: 2,
         repository: repo(),
         time: "2026-11-22T10:00:00.123456789Z".into(),
         host: "h".into(),
@@ -98,7 +98,7 @@ fn snapshot() -> Snapshot {
 
 fn forget() -> ForgetRecord {
     ForgetRecord {
-        version: 1,
+        version: 2,
         repository: repo(),
         time: "2026-11-22T10:00:00Z".into(),
         removed: vec![SnapshotId([4; 32])],
@@ -107,7 +107,7 @@ fn forget() -> ForgetRecord {
 
 fn lock() -> Lock {
     Lock {
-        version: 1,
+        version: 2,
         repository: repo(),
         time: "2026-11-22T10:00:00Z".into(),
         host: "h".into(),
