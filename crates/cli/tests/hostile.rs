@@ -921,3 +921,46 @@ fn a_client_without_history_is_told_so_and_can_pin_the_newest_snapshot() {
     );
     assert!(line.contains("--expect-latest"), "{line}");
 }
+
+#[test]
+fn forged_index_entries_listed_first_do_not_stop_a_restore_while_a_sound_copy_exists() {
+    let w = World::init();
+    let big = pseudo_random(3, 200_000);
+    w.write("big.bin", &big);
+    w.write("small.txt", b"a small file\n");
+    let snap = w.backup();
+    w.add_backup_only_key();
+    // The thief lists every data and bundle blob again, first, at a wrong place with a wrong
+    // length, in a pack that exists (the tree pack).
+    let thief = w.open_as_thief();
+    let index = Index::load(&**thief.storage(), thief.keys()).expect("index");
+    let tree_pack = index.packs().into_iter().find(|p| {
+        index.blobs().iter().any(|(_, l)| index.pack(l.pack).id == p.id && l.entry.ty == BlobType::Tree)
+    });
+    let tree_pack = tree_pack.expect("a tree pack");
+    let forged: Vec<offsite_format::PackEntry> = index
+        .blobs()
+        .into_iter()
+        .filter(|(_, l)| l.entry.ty != BlobType::Tree)
+        .map(|(_, l)| offsite_format::PackEntry { offset: 0, length: 64, raw_length: l.entry.raw_length / 2, ..l.entry })
+        .collect();
+    assert!(forged.len() >= 2, "a data blob and a bundle");
+    let record = offsite_format::IndexFile {
+        packs: vec![offsite_format::IndexPack {
+            id: tree_pack.id,
+            eph: tree_pack.eph,
+            size: tree_pack.size,
+            blobs: forged,
+        }],
+        supersedes: vec![],
+    };
+    w.put(ObjectKind::Index, &sorted_first(&w, &thief, &record));
+    let target = w.path("restored");
+    w.ok(&["restore", &snap, "--target", target.to_str().expect("utf8")]);
+    let restored_src = target.join(w.src().strip_prefix("/").expect("absolute"));
+    assert_eq!(fs::read(restored_src.join("big.bin")).expect("read"), big);
+    assert_eq!(fs::read(restored_src.join("small.txt")).expect("read"), b"a small file\n");
+    let dumped = w.cmd(&["dump", &snap, &format!("{}/big.bin", w.src_str())]).output().expect("run");
+    assert!(dumped.status.success(), "{}", show(&dumped));
+    assert_eq!(dumped.stdout, big);
+}

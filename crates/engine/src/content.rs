@@ -27,32 +27,74 @@ pub(crate) enum Refused {
     PastEnd { loc: BlobLocation, offset: u64, length: u64, raw: u64 },
 }
 
-/// Resolve one content item against the index.
+/// Resolve one content item against the index: its first candidate (see [`candidates`]).
 pub(crate) fn resolve(index: &Index, item: &ContentItem) -> Result<Source, Refused> {
+    Ok(candidates(index, item)?[0])
+}
+
+/// Every indexed copy that could serve the item, in index order: of the type it needs and,
+/// for a slice, holding all of its bytes. A forged entry listed first (another type, a short
+/// length) must not make a sound copy unusable; the readers verify whichever they use.
+pub(crate) fn candidates(index: &Index, item: &ContentItem) -> Result<Vec<Source>, Refused> {
     let (id, want) = match item {
-        ContentItem::Hole { hole } => return Ok(Source::Hole(*hole)),
+        ContentItem::Hole { hole } => return Ok(vec![Source::Hole(*hole)]),
         ContentItem::Blob(id) => (id, BlobType::Data),
         ContentItem::Slice { bundle, .. } => (bundle, BlobType::Bundle),
     };
-    // The first copy indexed with the type the item needs: a forged entry listed first with
-    // another type must not make a sound copy unusable.
     let copies = index.copies(id);
     let first = copies.first().ok_or(Refused::Missing(*id))?;
-    let loc = *copies
-        .iter()
-        .find(|l| l.entry.ty == want)
-        .ok_or(Refused::WrongType { id: *id, want, found: first.entry.ty })?;
-    let raw = u64::from(loc.entry.raw_length);
+    let typed: Vec<BlobLocation> = copies.iter().filter(|l| l.entry.ty == want).copied().collect();
+    let loc = *typed.first().ok_or(Refused::WrongType { id: *id, want, found: first.entry.ty })?;
     match item {
         ContentItem::Slice { offset, length, id, .. } => {
             let (offset, length) = (u64::from(*offset), u64::from(*length));
-            if offset.checked_add(length).is_none_or(|end| end > raw) {
-                return Err(Refused::PastEnd { loc, offset, length, raw });
+            let holds = |l: &BlobLocation| offset.checked_add(length).is_some_and(|end| end <= u64::from(l.entry.raw_length));
+            let out: Vec<Source> = typed
+                .iter()
+                .filter(|l| holds(l))
+                .map(|l| Source::Blob { loc: *l, within: offset, len: length, id: Some(*id) })
+                .collect();
+            if out.is_empty() {
+                return Err(Refused::PastEnd { loc, offset, length, raw: u64::from(loc.entry.raw_length) });
             }
-            Ok(Source::Blob { loc, within: offset, len: length, id: Some(*id) })
+            Ok(out)
         }
-        _ => Ok(Source::Blob { loc, within: 0, len: raw, id: None }),
+        _ => Ok(typed
+            .iter()
+            .map(|l| Source::Blob { loc: *l, within: 0, len: u64::from(l.entry.raw_length), id: None })
+            .collect()),
     }
+}
+
+/// The length a source covers.
+pub(crate) fn source_len(s: &Source) -> u64 {
+    match s {
+        Source::Hole(n) => *n,
+        Source::Blob { len, .. } => *len,
+    }
+}
+
+/// One source per item whose lengths add up to `size`: the first candidate of each, or, when a
+/// forged entry listed first gives an item the wrong length, the first single substitution of
+/// another candidate that makes the sum right. `None` when the first candidates do not add up
+/// and no single substitution helps (the readers then report the sum).
+pub(crate) fn choose_sources(all: &[Vec<Source>], size: u64) -> Option<Vec<Source>> {
+    let mut chosen: Vec<Source> = all.iter().map(|c| c[0]).collect();
+    let sum = |c: &[Source]| c.iter().try_fold(0u64, |acc, s| acc.checked_add(source_len(s)));
+    if sum(&chosen) == Some(size) {
+        return Some(chosen);
+    }
+    for (i, cands) in all.iter().enumerate() {
+        for alt in cands.iter().skip(1) {
+            let keep = chosen[i];
+            chosen[i] = *alt;
+            if sum(&chosen) == Some(size) {
+                return Some(chosen);
+            }
+            chosen[i] = keep;
+        }
+    }
+    None
 }
 
 /// `len` bytes at `within` of a blob's plaintext, if it holds them.

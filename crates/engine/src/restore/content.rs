@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use super::plan::PlanFile;
 use super::{Ctx, Overwrite};
 use crate::check::type_name;
-use crate::content::{resolve, slice_matches, slice_of, Refused, Source};
+use crate::content::{candidates, choose_sources, slice_matches, slice_of, source_len, Refused, Source};
 use crate::events::display_path;
 
 /// Ranges of one pack closer than this are read together.
@@ -128,14 +128,10 @@ impl Ctx<'_> {
             None if node.size == 0 => &[],
             None => return Err(format!("file of {} bytes has no content list", node.size)),
         };
-        let mut out = Vec::with_capacity(items.len());
-        let mut offset = 0u64;
+        let mut all = Vec::with_capacity(items.len());
         for item in items {
-            let (len, blob, within, id) = match resolve(self.reader.index(), item) {
-                Ok(Source::Hole(len)) => (len, None, 0, None),
-                // An empty slice: nothing to read.
-                Ok(Source::Blob { len: 0, .. }) => continue,
-                Ok(Source::Blob { loc, within, len, id }) => (len, Some(loc), within, id),
+            match candidates(self.reader.index(), item) {
+                Ok(c) => all.push(c),
                 Err(Refused::Missing(id)) if matches!(item, ContentItem::Slice { .. }) => {
                     return Err(format!("bundle {} is missing", id.short()))
                 }
@@ -160,12 +156,23 @@ impl Ctx<'_> {
                         loc.entry.id.short()
                     ))
                 }
+            }
+        }
+        let Some(chosen) = choose_sources(&all, node.size) else {
+            let sum = all.iter().fold(0u64, |acc, c| acc.saturating_add(source_len(&c[0])));
+            return Err(format!("content adds up to {sum} bytes but the file's size is {}", node.size));
+        };
+        let mut out = Vec::with_capacity(chosen.len());
+        let mut offset = 0u64;
+        for source in chosen {
+            let (len, blob, within, id) = match source {
+                Source::Hole(len) => (len, None, 0, None),
+                // An empty slice: nothing to read.
+                Source::Blob { len: 0, .. } => continue,
+                Source::Blob { loc, within, len, id } => (len, Some(loc), within, id),
             };
             out.push(Piece { offset, len, blob, within, id });
             offset = offset.checked_add(len).ok_or("content length overflows")?;
-        }
-        if offset != node.size {
-            return Err(format!("content adds up to {offset} bytes but the file's size is {}", node.size));
         }
         Ok(out)
     }
@@ -471,9 +478,13 @@ impl Ctx<'_> {
         pl.id.is_none_or(|id| slice_matches(self.reader.repo().keys(), bytes, &id))
     }
 
-    /// Whether every place's bytes in the plaintext `p` are the ones its tree names.
+    /// Whether every place's bytes in the plaintext `p` are the ones its tree names (a whole
+    /// data blob: all of `p`, which its id verified when it was opened).
     fn places_match(&self, p: &[u8], places: &[Place]) -> bool {
-        places.iter().all(|pl| slice_of(p, pl.within, pl.len).is_some_and(|b| self.place_matches(b, pl)))
+        places.iter().all(|pl| match pl.id {
+            None => pl.within == 0 && pl.len == p.len() as u64,
+            Some(_) => slice_of(p, pl.within, pl.len).is_some_and(|b| self.place_matches(b, pl)),
+        })
     }
 
     /// Authenticate, decrypt and verify one blob of a fetched range.
