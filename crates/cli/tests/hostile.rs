@@ -632,7 +632,8 @@ impl World {
     /// The repository opened in-process with the stolen backup-only key.
     fn open_as_thief(&self) -> Arc<Repository> {
         let storage = Arc::new(LocalStorage::new(self.repo()));
-        let repo = Repository::open(storage, THIEF_PASSWORD.as_bytes(), &CacheSetting::Disabled).expect("open");
+        let repo =
+            Repository::open(storage, THIEF_PASSWORD.as_bytes(), &CacheSetting::Disabled).expect("open");
         assert!(!repo.is_full(), "the thief holds a backup-only key");
         Arc::new(repo)
     }
@@ -888,8 +889,6 @@ fn a_client_without_history_is_told_so_and_can_pin_the_newest_snapshot() {
     let old = w.path("repo-as-it-was");
     copy_dir(&w.repo(), &old);
     w.write("a.txt", b"second state\n");
-    let out = w.ok(&["backup", &w.src_str()]);
-    let _ = out;
     let out = w.cmd(&["backup", &w.src_str()]).output().expect("run");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let state = text
@@ -900,7 +899,11 @@ fn a_client_without_history_is_told_so_and_can_pin_the_newest_snapshot() {
     assert_eq!(state.len(), 16, "{state}");
     // `snapshots` prints the same digest for the same set of snapshots.
     let listed = w.cmd(&["snapshots"]).output().expect("run");
-    assert!(String::from_utf8_lossy(&listed.stdout).contains(&format!("repository state {state}")), "{}", show(&listed));
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains(&format!("repository state {state}")),
+        "{}",
+        show(&listed)
+    );
     let newest = w.backup();
 
     // The server answers with the old state; a machine with no cache sees a consistent repository,
@@ -916,9 +919,8 @@ fn a_client_without_history_is_told_so_and_can_pin_the_newest_snapshot() {
     let (line, _) = w.refused(&mut w.cmd(&["--no-cache", "--expect-latest", &newest[..8], "snapshots"]));
     assert!(line.contains(&format!("snapshot {} is missing", &newest[..8])), "{line}");
     assert!(line.contains("--expect-latest"), "{line}");
-    let (line, _) = w.refused(
-        &mut w.cmd(&["--no-cache", "backup", &w.src_str()]).env("OFFSITE_EXPECT_LATEST", &newest[..8]),
-    );
+    let (line, _) =
+        w.refused(w.cmd(&["--no-cache", "backup", &w.src_str()]).env("OFFSITE_EXPECT_LATEST", &newest[..8]));
     assert!(line.contains("--expect-latest"), "{line}");
 }
 
@@ -942,7 +944,12 @@ fn forged_index_entries_listed_first_do_not_stop_a_restore_while_a_sound_copy_ex
         .blobs()
         .into_iter()
         .filter(|(_, l)| l.entry.ty != BlobType::Tree)
-        .map(|(_, l)| offsite_format::PackEntry { offset: 0, length: 64, raw_length: l.entry.raw_length / 2, ..l.entry })
+        .map(|(_, l)| offsite_format::PackEntry {
+            offset: 0,
+            length: 64,
+            raw_length: l.entry.raw_length / 2,
+            ..l.entry
+        })
         .collect();
     assert!(forged.len() >= 2, "a data blob and a bundle");
     let record = offsite_format::IndexFile {

@@ -48,7 +48,9 @@ pub(crate) fn candidates(index: &Index, item: &ContentItem) -> Result<Vec<Source
     match item {
         ContentItem::Slice { offset, length, id, .. } => {
             let (offset, length) = (u64::from(*offset), u64::from(*length));
-            let holds = |l: &BlobLocation| offset.checked_add(length).is_some_and(|end| end <= u64::from(l.entry.raw_length));
+            let holds = |l: &BlobLocation| {
+                offset.checked_add(length).is_some_and(|end| end <= u64::from(l.entry.raw_length))
+            };
             let out: Vec<Source> = typed
                 .iter()
                 .filter(|l| holds(l))

@@ -106,7 +106,11 @@ fn unchanged_second_backup_reads_nothing_and_adds_almost_nothing() {
     // The snapshot (a record of at least 4 KiB, FORMAT.md §5) and, when the metadata of /tmp
     // changed meanwhile, one minimal tree pack (64 KiB, §6) and the index object naming it.
     let record = 4096 + 256;
-    let most = if second.snapshot.summary.tree_blobs == 0 { record } else { offsite_format::MIN_PACK_LEN + 2 * record };
+    let most = if second.snapshot.summary.tree_blobs == 0 {
+        record
+    } else {
+        offsite_format::MIN_PACK_LEN + 2 * record
+    };
     assert!(added <= most, "unchanged backup added {added} bytes (at most {most})");
 }
 

@@ -36,8 +36,8 @@ use offsite_engine::{
     ReadData, RestoreOptions,
 };
 use offsite_format::{
-    open_record, seal_record, storage_id, BlobId, BlobType, ContentItem, IndexFile, NodeKind,
-    PackEntry, RecordType, Snapshot, SnapshotId, TRAILER_LEN,
+    open_record, seal_record, storage_id, BlobId, BlobType, ContentItem, IndexFile, NodeKind, PackEntry,
+    RecordType, Snapshot, SnapshotId, TRAILER_LEN,
 };
 use offsite_repo::{BlobReader, BlobWriter, CacheSetting, Index, InitOptions, Repository, WriterOptions};
 

@@ -603,7 +603,10 @@ fn no_object_or_range_the_storage_sees_is_as_long_as_one_blob() {
 /// size of every object written, and every range read by a restore of the file, a dump of it,
 /// `ls` and a check of the structure. `variant` picks the change: 0 one file to 100 bytes,
 /// 1 the same file to 30 KB of random bytes, 2 that file and a second one.
-fn small_change_observed(variant: u8) -> (Vec<(ObjectKind, u64)>, Vec<(ObjectKind, u64)>) {
+/// Sizes the storage saw, by object kind: (objects written, ranges or whole objects read).
+type Observed = (Vec<(ObjectKind, u64)>, Vec<(ObjectKind, u64)>);
+
+fn small_change_observed(variant: u8) -> Observed {
     let env = Env::new(8 * 1024 * 1024);
     let mut rng = Rng(0x5a11_f11e + u64::from(variant));
     for i in 0..40 {
@@ -640,7 +643,9 @@ fn small_change_observed(variant: u8) -> (Vec<(ObjectKind, u64)>, Vec<(ObjectKin
     // creation time.
     let calls: Vec<Call> = env.rec.calls.lock()[mark..]
         .iter()
-        .filter(|c| !matches!(c, Call::Write { kind: ObjectKind::Key, .. } | Call::Read { kind: ObjectKind::Key, .. }))
+        .filter(|c| {
+            !matches!(c, Call::Write { kind: ObjectKind::Key, .. } | Call::Read { kind: ObjectKind::Key, .. })
+        })
         .cloned()
         .collect();
     let mut written = Vec::new();

@@ -1025,7 +1025,10 @@ fn each_pack_is_read_once_and_only_where_needed() {
     assert_eq!(reads.len(), 1, "{reads:?}");
     let (off, len) = reads[0].1.unwrap();
     let align = offsite_repo::READ_ALIGN;
-    assert!(len <= 2 * align && len < pack_size / 10, "read {len} bytes of a {pack_size}-byte pack for one blob");
+    assert!(
+        len <= 2 * align && len < pack_size / 10,
+        "read {len} bytes of a {pack_size}-byte pack for one blob"
+    );
     assert!(
         off % align == 0 && (len % align == 0 || off + len == pack_size),
         "reads are aligned so their length does not reveal the blob's: {off}+{len}"
@@ -1049,7 +1052,8 @@ fn slice(bundle: BlobId, offset: usize, length: usize) -> ContentItem {
 /// Bytes of the bundles (and data blobs) tests stored, with the keys of their repository, so
 /// that [`slice`] can give a slice the keyed id of its bytes (format 2, docs/FORMAT.md §8).
 /// A slice of a blob not registered gets an id no bytes have.
-static STORED: std::sync::Mutex<Vec<(BlobId, offsite_crypto::KeySet, Vec<u8>)>> = std::sync::Mutex::new(Vec::new());
+static STORED: std::sync::Mutex<Vec<(BlobId, offsite_crypto::KeySet, Vec<u8>)>> =
+    std::sync::Mutex::new(Vec::new());
 
 fn register(id: BlobId, keys: &offsite_crypto::KeySet, bytes: &[u8]) {
     STORED.lock().unwrap().push((id, keys.clone(), bytes.to_vec()));
@@ -1068,7 +1072,6 @@ fn slice_id(bundle: BlobId, offset: u64, length: u64) -> BlobId {
         })
         .unwrap_or(BlobId([0xee; 32]))
 }
-
 
 /// Each restored file's name (under `/d`) and bytes.
 type Expected = Vec<(&'static str, Vec<u8>)>;

@@ -13,8 +13,8 @@
 //! wrote from one the storage made up (docs/FORMAT.md §5).
 
 use offsite_crypto::{counter_nonce, random_bytes, seal_new_key, Aead, Key32, KeySet};
-use subtle::ConstantTimeEq;
 use serde::{de::DeserializeOwned, Serialize};
+use subtle::ConstantTimeEq;
 
 use crate::compress::{compress_record, decompress_record};
 use crate::FormatError;

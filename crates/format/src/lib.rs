@@ -30,8 +30,8 @@ pub use id::{storage_id, BlobId, IndexId, KeyId, PackId, RepoId, SnapshotId};
 pub use keyfile::{create_keyfile, parse_keyfile, unlock_keyfile, KdfRecord, KeyFile, MAX_KEYFILE_LEN};
 pub use pack::{
     decode_header, decode_pack, header_range, open_header_len, pack_key, padme, parse_trailer, seal_trailer,
-    BlobOpener, BlobType, FinishedPack, PackBuilder, PackEntry, ENTRY_LEN, LENGTH_CT_LEN, MIN_PACK_LEN, PACK_MAGIC,
-    TRAILER_LEN,
+    BlobOpener, BlobType, FinishedPack, PackBuilder, PackEntry, ENTRY_LEN, LENGTH_CT_LEN, MIN_PACK_LEN,
+    PACK_MAGIC, TRAILER_LEN,
 };
 pub use records::{
     ChunkerSizes, Config, ContentItem, ForgetRecord, IndexFile, IndexPack, Lock, Node, NodeKind, Snapshot,

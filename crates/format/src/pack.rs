@@ -258,7 +258,9 @@ pub fn parse_trailer(tail: &[u8]) -> Result<([u8; 32], [u8; LENGTH_CT_LEN]), For
 
 /// Authenticate and decrypt the header length of a pack's trailer.
 pub fn open_header_len(key: &Key32, length_ct: &[u8; LENGTH_CT_LEN]) -> Result<u32, FormatError> {
-    let plain = Aead::new(key).open(&counter_nonce(LENGTH_NONCE), LENGTH_AD, length_ct).map_err(|_| FormatError::Auth)?;
+    let plain = Aead::new(key)
+        .open(&counter_nonce(LENGTH_NONCE), LENGTH_AD, length_ct)
+        .map_err(|_| FormatError::Auth)?;
     Ok(u32_at(&plain, 0))
 }
 

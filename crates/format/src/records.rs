@@ -350,7 +350,12 @@ mod tests {
         let items = vec![
             ContentItem::Blob(BlobId([0xab; 32])),
             ContentItem::Hole { hole: 4096 },
-            ContentItem::Slice { bundle: BlobId([0x01; 32]), offset: 70_000, length: 12, id: BlobId([2; 32]) },
+            ContentItem::Slice {
+                bundle: BlobId([0x01; 32]),
+                offset: 70_000,
+                length: 12,
+                id: BlobId([2; 32]),
+            },
         ];
         let json = serde_json::to_string(&items).unwrap();
         let want = format!(

@@ -151,7 +151,10 @@ impl Index {
         let i = self.inner.read();
         let first = i.blobs.get(id).map(|(pack, entry)| BlobLocation { pack: *pack, entry: *entry });
         let others = i.others.get(id).into_iter().flatten();
-        first.into_iter().chain(others.map(|(pack, entry)| BlobLocation { pack: *pack, entry: *entry })).collect()
+        first
+            .into_iter()
+            .chain(others.map(|(pack, entry)| BlobLocation { pack: *pack, entry: *entry }))
+            .collect()
     }
 
     /// Blobs indexed in more than one pack, with every copy (for check).

@@ -400,7 +400,8 @@ fn find_key(
             }
         }
     }
-    let skipped: Vec<String> = ids.iter().skip(MAX_KEY_TRIES).map(|id| format!("keys/{}", &id[..8])).collect();
+    let skipped: Vec<String> =
+        ids.iter().skip(MAX_KEY_TRIES).map(|id| format!("keys/{}", &id[..8])).collect();
     let mut damaged = None;
     let mut readable = 0usize;
     let mut foreign: Vec<(String, String)> = Vec::new();

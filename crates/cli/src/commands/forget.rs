@@ -43,7 +43,9 @@ pub fn run(inv: &Invocation, out: Output, a: &ForgetArgs) -> Result<Status> {
     chosen.dedup();
     for m in missing.iter().filter(|m| chosen.contains(&m.id)) {
         if out.json {
-            out.json(&json!({"type": "missing", "id": m.id.to_hex(), "how": m.how, "acknowledged": !a.dry_run}))?;
+            out.json(
+                &json!({"type": "missing", "id": m.id.to_hex(), "how": m.how, "acknowledged": !a.dry_run}),
+            )?;
         } else {
             out.line(format_args!("missing {} ({}): its files cannot be restored", m.id.short(), m.how))?;
         }

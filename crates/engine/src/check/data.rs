@@ -126,7 +126,11 @@ pub(crate) fn type_name(ty: BlobType) -> &'static str {
     }
 }
 
-fn check_pack(repo: &Repository, p: &IndexPack, slices: &HashMap<BlobId, Vec<(u64, u64, BlobId)>>) -> PackOutcome {
+fn check_pack(
+    repo: &Repository,
+    p: &IndexPack,
+    slices: &HashMap<BlobId, Vec<(u64, u64, BlobId)>>,
+) -> PackOutcome {
     let mut out = PackOutcome {
         short: p.id.short(),
         issues: Vec::new(),
@@ -175,7 +179,8 @@ fn check_pack(repo: &Repository, p: &IndexPack, slices: &HashMap<BlobId, Vec<(u6
                         named
                             .iter()
                             .filter(|(within, len, id)| {
-                                !slice_of(&plain, *within, *len).is_some_and(|b| slice_matches(repo.keys(), b, id))
+                                !slice_of(&plain, *within, *len)
+                                    .is_some_and(|b| slice_matches(repo.keys(), b, id))
                             })
                             .count()
                     });

@@ -282,7 +282,8 @@ pub fn slice(bundle: BlobId, offset: u32, length: u32) -> ContentItem {
 /// Bytes of the bundles (and data blobs) tests stored, with the keys of their repository, so
 /// that [`slice`] can give a slice the keyed id of its bytes (format 2, docs/FORMAT.md §8).
 /// A slice of a blob not registered gets an id no bytes have.
-static STORED: std::sync::Mutex<Vec<(BlobId, offsite_crypto::KeySet, Vec<u8>)>> = std::sync::Mutex::new(Vec::new());
+static STORED: std::sync::Mutex<Vec<(BlobId, offsite_crypto::KeySet, Vec<u8>)>> =
+    std::sync::Mutex::new(Vec::new());
 
 fn register(id: BlobId, keys: &offsite_crypto::KeySet, bytes: &[u8]) {
     STORED.lock().unwrap().push((id, keys.clone(), bytes.to_vec()));
@@ -301,7 +302,6 @@ fn slice_id(bundle: BlobId, offset: u64, length: u64) -> BlobId {
         })
         .unwrap_or(BlobId([0xee; 32]))
 }
-
 
 /// The content blob ids (data blobs and bundles) of the file at `path`.
 pub fn blobs_of(reader: &BlobReader, snap: &Snapshot, path: &[u8]) -> Vec<BlobId> {
