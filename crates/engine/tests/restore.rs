@@ -3,6 +3,8 @@
 //! symlinks, corruption, overwrite modes and resume, include/exclude, full disk.
 #![allow(clippy::unwrap_used)]
 
+mod slice_ids;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -16,6 +18,7 @@ use offsite_engine::{
 };
 use offsite_format::{BlobId, BlobType, ContentItem, Node, NodeKind, RawBytes, Snapshot, Tree, Xattr};
 use offsite_repo::{BlobReader, BlobWriter, CacheSetting, Index, InitOptions, Repository, WriterOptions};
+use slice_ids::{register, slice_id};
 use tempfile::TempDir;
 
 const MTIME: (i64, u32) = (1_600_000_000, 123_456_789);
@@ -1047,30 +1050,6 @@ fn slice(bundle: BlobId, offset: usize, length: usize) -> ContentItem {
         length: length as u32,
         id: slice_id(bundle, offset as u64, length as u64),
     }
-}
-
-/// Bytes of the bundles (and data blobs) tests stored, with the keys of their repository, so
-/// that [`slice`] can give a slice the keyed id of its bytes (format 2, docs/FORMAT.md §8).
-/// A slice of a blob not registered gets an id no bytes have.
-static STORED: std::sync::Mutex<Vec<(BlobId, offsite_crypto::KeySet, Vec<u8>)>> =
-    std::sync::Mutex::new(Vec::new());
-
-fn register(id: BlobId, keys: &offsite_crypto::KeySet, bytes: &[u8]) {
-    STORED.lock().unwrap().push((id, keys.clone(), bytes.to_vec()));
-}
-
-/// The keyed id a slice of `length` bytes at `offset` in `bundle` must carry.
-fn slice_id(bundle: BlobId, offset: u64, length: u64) -> BlobId {
-    let stored = STORED.lock().unwrap();
-    stored
-        .iter()
-        .find(|(id, _, _)| *id == bundle)
-        .and_then(|(_, keys, bytes)| {
-            let start = usize::try_from(offset).ok()?;
-            let end = start.checked_add(usize::try_from(length).ok()?)?;
-            bytes.get(start..end).map(|b| BlobId(keys.blob_id(b)))
-        })
-        .unwrap_or(BlobId([0xee; 32]))
 }
 
 /// Each restored file's name (under `/d`) and bytes.

@@ -145,14 +145,7 @@ fn seal_bytes(ty: RecordType, keys: &KeySet, body: &[u8]) -> Vec<u8> {
 /// Check the MAC of a sealed record of type `expected` without opening it, with any key kind:
 /// a backup-only client's proof that a key holder wrote it, not the storage.
 pub fn verify_sealed_record(expected: RecordType, keys: &KeySet, bytes: &[u8]) -> Result<(), FormatError> {
-    let (version, ty) = peek(bytes)?;
-    if version != FORMAT_VERSION {
-        return Err(FormatError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
-    }
-    let ty = ty.ok_or(FormatError::Malformed("unknown record type"))?;
-    if ty != expected {
-        return Err(FormatError::WrongType { found: ty.name(), expected: expected.name() });
-    }
+    let ty = header_type(expected, bytes)?;
     if !ty.sealed() || bytes[5] != 1 {
         return Err(FormatError::Malformed("record keying does not match its type"));
     }
@@ -177,7 +170,8 @@ pub fn open_record<T: DeserializeOwned>(
     serde_json::from_slice(&json).map_err(|e| FormatError::Json(e.to_string()))
 }
 
-fn open_bytes(expected: RecordType, keys: &KeySet, bytes: &[u8]) -> Result<Vec<u8>, FormatError> {
+/// The record's type, once its version is this format's and its type is `expected`.
+fn header_type(expected: RecordType, bytes: &[u8]) -> Result<RecordType, FormatError> {
     let (version, ty) = peek(bytes)?;
     if version != FORMAT_VERSION {
         return Err(FormatError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
@@ -186,6 +180,11 @@ fn open_bytes(expected: RecordType, keys: &KeySet, bytes: &[u8]) -> Result<Vec<u
     if ty != expected {
         return Err(FormatError::WrongType { found: ty.name(), expected: expected.name() });
     }
+    Ok(ty)
+}
+
+fn open_bytes(expected: RecordType, keys: &KeySet, bytes: &[u8]) -> Result<Vec<u8>, FormatError> {
+    let ty = header_type(expected, bytes)?;
     let keying = bytes[5];
     if ty.sealed() {
         verify_sealed_record(expected, keys, bytes)?;

@@ -4,6 +4,9 @@
 //! stored with [`Fixture::bundle`] and named by [`raw_file`] nodes.
 #![allow(dead_code, clippy::unwrap_used)]
 
+#[path = "../slice_ids/mod.rs"]
+mod slice_ids;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use offsite_format::{
     BlobId, BlobType, ContentItem, Node, NodeKind, RawBytes, Snapshot, SnapshotId, Summary, Tree,
 };
 use offsite_repo::{BlobReader, BlobWriter, CacheSetting, Index, InitOptions, Repository, WriterOptions};
+use slice_ids::{register, slice_id};
 
 pub const CHUNK: usize = 32 * 1024;
 
@@ -277,30 +281,6 @@ pub fn raw_file(name: &[u8], size: u64, content: Vec<ContentItem>) -> Spec {
 /// the bundle was stored by [`Fixture::bundle`] (else an id no bytes have).
 pub fn slice(bundle: BlobId, offset: u32, length: u32) -> ContentItem {
     ContentItem::Slice { bundle, offset, length, id: slice_id(bundle, offset.into(), length.into()) }
-}
-
-/// Bytes of the bundles (and data blobs) tests stored, with the keys of their repository, so
-/// that [`slice`] can give a slice the keyed id of its bytes (format 2, docs/FORMAT.md §8).
-/// A slice of a blob not registered gets an id no bytes have.
-static STORED: std::sync::Mutex<Vec<(BlobId, offsite_crypto::KeySet, Vec<u8>)>> =
-    std::sync::Mutex::new(Vec::new());
-
-fn register(id: BlobId, keys: &offsite_crypto::KeySet, bytes: &[u8]) {
-    STORED.lock().unwrap().push((id, keys.clone(), bytes.to_vec()));
-}
-
-/// The keyed id a slice of `length` bytes at `offset` in `bundle` must carry.
-fn slice_id(bundle: BlobId, offset: u64, length: u64) -> BlobId {
-    let stored = STORED.lock().unwrap();
-    stored
-        .iter()
-        .find(|(id, _, _)| *id == bundle)
-        .and_then(|(_, keys, bytes)| {
-            let start = usize::try_from(offset).ok()?;
-            let end = start.checked_add(usize::try_from(length).ok()?)?;
-            bytes.get(start..end).map(|b| BlobId(keys.blob_id(b)))
-        })
-        .unwrap_or(BlobId([0xee; 32]))
 }
 
 /// The content blob ids (data blobs and bundles) of the file at `path`.
