@@ -86,10 +86,11 @@ impl Repository {
         if let Some(want) = self.expected_latest() {
             let known = |id: &SnapshotId| id.to_hex().starts_with(want);
             if !set.ids.iter().chain(set.forgotten.iter()).any(known) {
-                return Err(RepoError::Rollback {
-                    snapshot: want.to_string(),
-                    how: "pinned with --expect-latest".into(),
-                });
+                return Err(RepoError::Other(format!(
+                    "snapshot {want} (--expect-latest) is not in repository {}: the storage serves an older \
+                     state of it, or the id is mistyped; `offsite snapshots` on a machine you trust shows the newest",
+                    self.location()
+                )));
             }
         }
         self.save_tips(&set.ids)?;
