@@ -917,7 +917,10 @@ fn a_client_without_history_is_told_so_and_can_pin_the_newest_snapshot() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains(&state), "another state, another digest");
     // Pinned, it refuses the older state.
     let (line, _) = w.refused(&mut w.cmd(&["--no-cache", "--expect-latest", &newest[..8], "snapshots"]));
-    assert!(line.contains(&format!("snapshot {} (--expect-latest) is not in repository", &newest[..8])), "{line}");
+    assert!(
+        line.contains(&format!("snapshot {} (--expect-latest) is not in repository", &newest[..8])),
+        "{line}"
+    );
     let (line, _) =
         w.refused(w.cmd(&["--no-cache", "backup", &w.src_str()]).env("OFFSITE_EXPECT_LATEST", &newest[..8]));
     assert!(line.contains("--expect-latest"), "{line}");

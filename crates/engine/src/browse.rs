@@ -6,7 +6,6 @@ use std::io::Write;
 use offsite_format::{BlobId, ContentItem, Node, NodeKind, RawBytes, Snapshot, Tree};
 use offsite_repo::{BlobReader, RepoError};
 
-use crate::check::type_name;
 use crate::content::{resolve, slice_matches, slice_of, Refused};
 use crate::error::{EngineError, EngineResult};
 use crate::events::display_path;
@@ -292,8 +291,8 @@ fn check_content_refs(reader: &BlobReader, items: &[ContentItem], by: &str) -> E
                 return Err(EngineError::Other(format!(
                     "blob {} named by {by} as a {} blob is indexed as a {} blob",
                     id.short(),
-                    type_name(want),
-                    type_name(found)
+                    want,
+                    found
                 )))
             }
             Err(Refused::PastEnd { loc, offset, length, raw }) => {

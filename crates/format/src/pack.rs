@@ -58,6 +58,17 @@ pub enum BlobType {
     Bundle,
 }
 
+/// How a blob type is named in messages ("data blob 1a2b3c4d"): `data`, `tree`, `bundle`.
+impl std::fmt::Display for BlobType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Data => "data",
+            Self::Tree => "tree",
+            Self::Bundle => "bundle",
+        })
+    }
+}
+
 impl BlobType {
     fn to_u8(self) -> u8 {
         match self {

@@ -219,7 +219,7 @@ impl BlobReader {
             return Err(RepoError::Other(format!(
                 "blob {} named as a tree by {by} is a {} blob",
                 id.short(),
-                format!("{:?}", loc.entry.ty).to_lowercase()
+                loc.entry.ty
             )));
         }
         let bytes = match self.read_tree_blob(&loc) {

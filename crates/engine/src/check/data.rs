@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use offsite_backend::ObjectKind;
-use offsite_format::{decode_pack, storage_id, BlobId, BlobOpener, BlobType, IndexPack, PackEntry};
+use offsite_format::{decode_pack, storage_id, BlobId, BlobOpener, IndexPack, PackEntry};
 use offsite_repo::Repository;
 use rayon::prelude::*;
 
@@ -117,15 +117,6 @@ fn select(mut packs: Vec<&IndexPack>, selection: ReadData) -> Vec<&IndexPack> {
     packs
 }
 
-/// How a blob type is named in messages ("data blob 1a2b3c4d").
-pub(crate) fn type_name(ty: BlobType) -> &'static str {
-    match ty {
-        BlobType::Data => "data",
-        BlobType::Tree => "tree",
-        BlobType::Bundle => "bundle",
-    }
-}
-
 fn check_pack(
     repo: &Repository,
     p: &IndexPack,
@@ -170,7 +161,7 @@ fn check_pack(
     };
     for e in &p.blobs {
         let (start, end) = (e.offset as usize, e.offset as usize + e.length as usize);
-        let what = format!("{} blob {}", type_name(e.ty), e.id.short());
+        let what = format!("{} blob {}", e.ty, e.id.short());
         match bytes.get(start..end) {
             None => out.bad_blobs.push((e.id, format!("{what} lies outside the pack"))),
             Some(ct) => match opener.open(repo.keys(), e, ct) {

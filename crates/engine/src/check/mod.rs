@@ -20,7 +20,6 @@ use offsite_repo::{BlobReader, Repository};
 use crate::error::{EngineError, EngineResult};
 use crate::events::Reporter;
 
-pub(crate) use data::type_name;
 use problems::Problems;
 pub use problems::AFFECTS_CAP;
 

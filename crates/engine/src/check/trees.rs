@@ -8,7 +8,7 @@ use offsite_repo::BlobReader;
 use rayon::prelude::*;
 
 use super::problems::describe;
-use super::{type_name, Findings};
+use super::Findings;
 use crate::content::{resolve, Refused, Source};
 use crate::events::{display_path, Event, Reporter};
 
@@ -80,11 +80,7 @@ fn check_tree(reader: &BlobReader, id: &BlobId, found: &Findings) -> TreeCheck {
         return r;
     };
     if loc.entry.ty != BlobType::Tree {
-        r.issue(
-            object,
-            format!("named as a directory but indexed as a {} blob", type_name(loc.entry.ty)),
-            *id,
-        );
+        r.issue(object, format!("named as a directory but indexed as a {} blob", loc.entry.ty), *id);
         return r;
     }
     let pack = index.pack(loc.pack).id;
@@ -176,7 +172,7 @@ fn check_content(
                 let named = if want == BlobType::Bundle { "named as a bundle but " } else { "" };
                 r.issue(
                     format!("blob {}", id.short()),
-                    format!("file content is {named}indexed as a {} blob", type_name(ty)),
+                    format!("file content is {named}indexed as a {} blob", ty),
                     id,
                 );
             }

@@ -20,7 +20,6 @@ use rayon::prelude::*;
 
 use super::plan::PlanFile;
 use super::{Ctx, Overwrite};
-use crate::check::type_name;
 use crate::content::{candidates, choose_sources, slice_matches, slice_of, source_len, Refused, Source};
 use crate::events::display_path;
 
@@ -140,14 +139,14 @@ impl Ctx<'_> {
                     return Err(format!(
                         "blob {} is named as a bundle but indexed as a {} blob",
                         id.short(),
-                        type_name(found)
+                        found
                     ))
                 }
                 Err(Refused::WrongType { id, found, .. }) => {
                     return Err(format!(
                         "blob {} is not a data blob (it is indexed as a {} blob)",
                         id.short(),
-                        type_name(found)
+                        found
                     ))
                 }
                 Err(Refused::PastEnd { loc, offset, length, raw }) => {
