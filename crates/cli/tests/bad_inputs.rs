@@ -92,6 +92,26 @@ fn show(out: &Output) -> String {
     )
 }
 
+/// An unreadable file is named and the backup exits 3. As root the binary runs as `nobody`
+/// (root reads every file, so this path of backup would otherwise never run in CI).
+#[test]
+fn an_unreadable_file_is_named_and_exits_3() {
+    let w = World::new();
+    w.write("src/ok.txt", b"fine\n");
+    let secret = w.write("src/secret.txt", b"no\n");
+    w.give_away();
+    let out = w.run(&["init"]);
+    assert!(out.status.success(), "{}", show(&out));
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).expect("chmod");
+    let src = w.path("src");
+    let out = w.run(&["backup", src.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("offsite: warning: cannot read {}", secret.display())), "{stderr}");
+    let out = w.run(&["dump", "latest", src.join("ok.txt").to_str().expect("utf8")]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "fine\n", "{}", show(&out));
+}
+
 #[test]
 fn an_unreadable_directory_is_skipped_named_and_exits_3() {
     let w = World::new();

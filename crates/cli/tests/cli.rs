@@ -189,9 +189,6 @@ fn error_line(stderr: &str) -> &str {
     line
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
 
 // ---------------------------------------------------------------- repository and errors
 
@@ -576,23 +573,6 @@ fn missing_path_is_named_and_exits_3_while_the_rest_is_saved() {
     // Nothing that exists: a failure, not a partial backup.
     let err = w.fails(&["backup", missing.to_str().expect("utf8")], 1);
     assert!(error_line(&err).contains("nothing to back up"), "{err}");
-}
-
-#[test]
-fn unreadable_file_is_named_and_exits_3() {
-    if is_root() {
-        eprintln!("note: running as root, where every file is readable; unreadable_file test skipped");
-        return;
-    }
-    let w = World::init();
-    w.write("src/ok.txt", b"fine\n");
-    let secret = w.write("src/secret.txt", b"no\n");
-    fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).expect("chmod");
-    let out = w.run(&mut w.cmd(&["backup", w.src().to_str().expect("utf8")]));
-    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("offsite: warning: cannot read {}", secret.display())), "{stderr}");
-    assert_eq!(w.ok(&["dump", "latest", w.src().join("ok.txt").to_str().expect("utf8")]), "fine\n");
 }
 
 #[test]
