@@ -572,7 +572,7 @@ fn a_read_only_target_is_a_clear_error_naming_it() {
             p
         }
         None => {
-            eprintln!("note: root without mount: read-only target not checked");
+            offsite_testkit::prereq::missing("root without mount: read-only target not checked");
             return;
         }
     };
