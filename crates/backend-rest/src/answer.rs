@@ -56,7 +56,13 @@ impl Call<'_> {
         }
         match t.kind() {
             K::Dns | K::ConnectionFailed | K::Io | K::BadStatus | K::ProxyConnect => {
-                let kind = io_kind(t).unwrap_or(io::ErrorKind::Other);
+                // A socket timeout (EAGAIN from SO_RCVTIMEO/SO_SNDTIMEO reads as WouldBlock) is
+                // a link that stopped moving: TimedOut, which the retry budget counts from
+                // the idle timeout before it was noticed.
+                let kind = match io_kind(t) {
+                    Some(io::ErrorKind::WouldBlock) => io::ErrorKind::TimedOut,
+                    kind => kind.unwrap_or(io::ErrorKind::Other),
+                };
                 self.transient(io::Error::new(kind, msg))
             }
             _ => self.permanent(msg),

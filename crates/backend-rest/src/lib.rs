@@ -5,9 +5,10 @@
 //! Both implement the blocking [`offsite_backend::Storage`] trait with a blocking HTTP client
 //! (ureq, rustls with ring): no async runtime. Both honour [`offsite_backend::RemoteOptions`]:
 //! a connect timeout, an idle timeout on every socket read and write (lack of progress, never
-//! the length of a transfer), bounded concurrency, and retries of transient failures with
-//! exponential backoff until `give_up_after`, after which a call fails with "storage
-//! unreachable: <url>: <cause> (gave up after <budget>)".
+//! the length of a transfer), bounded concurrency, and retries of transient failures by
+//! [`offsite_backend::retry::Retrier`] (exponential backoff, one `give_up_after` budget shared
+//! by every call and thread of a storage), after which a call fails with "storage unreachable:
+//! <url>: <cause>; gave up after <seconds>s of failures (--give-up-after <budget>)".
 //!
 //! ```no_run
 //! use offsite_backend::{ObjectKind, RemoteOptions, Storage};
@@ -37,7 +38,7 @@
 //! server does this: free space there, then run the command again".
 //!
 //! Layout: `endpoint` parses URLs and keeps the password out of messages, `answer` classifies
-//! HTTP failures, `retry` runs a call through transient failures, `tls` picks the trusted roots
+//! HTTP failures (that classification is all this crate adds to the shared retries), `tls` picks the trusted roots
 //! and recognises a refused certificate, `rest` is the REST client,
 //! `rclone` the child process.
 
@@ -45,7 +46,6 @@ mod answer;
 mod endpoint;
 mod rclone;
 mod rest;
-mod retry;
 mod tls;
 
 pub use rclone::RcloneStorage;

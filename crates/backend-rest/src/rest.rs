@@ -3,13 +3,13 @@
 use std::io::Read;
 use std::sync::{Condvar, Mutex};
 
+use offsite_backend::retry::{GaveUp, Retrier};
 use offsite_backend::{
     is_object_id, validate_id, ObjectKind, RemoteOptions, Storage, StorageError, StorageResult,
 };
 
 use crate::answer::{one_line, Call};
 use crate::endpoint::{self, Endpoint};
-use crate::retry::{human, with_retries};
 use crate::tls;
 
 /// The media type that selects API version 2 (listings with sizes).
@@ -24,8 +24,10 @@ const MAX_LISTING: u64 = 1 << 30;
 /// certificate is not trusted (...)"), without retries.
 ///
 /// Every call is retried through transient failures (connection refused or reset, timeouts,
-/// 408, 429, 5xx) with exponential backoff, until [`RemoteOptions::give_up_after`]; then it
-/// fails with "storage unreachable: <url>: <cause> (gave up after <budget>)". Connecting is
+/// 408, 429, 5xx) by [`offsite_backend::retry::Retrier`]: exponential backoff, and one give-up
+/// budget ([`RemoteOptions::give_up_after`]) shared by all calls and threads of this storage;
+/// once it is spent, calls fail with "storage unreachable: <url>: <cause>; gave up after
+/// <seconds>s of failures (--give-up-after <budget>)". Connecting is
 /// bounded by [`RemoteOptions::connect_timeout`]; each socket read and write by
 /// [`RemoteOptions::idle_timeout`], so a slow transfer that keeps moving is never cut, and a
 /// dead one is noticed within the idle timeout. At most [`RemoteOptions::concurrency`]
@@ -43,6 +45,7 @@ pub struct RestStorage {
     agent: ureq::Agent,
     endpoint: Endpoint,
     opts: RemoteOptions,
+    retry: Retrier,
     free_slots: Mutex<usize>,
     slot_freed: Condvar,
 }
@@ -94,12 +97,21 @@ impl RestStorage {
             .redirects(0)
             .user_agent(concat!("offsite/", env!("CARGO_PKG_VERSION")))
             .build();
-        Ok(RestStorage { agent, endpoint, opts, free_slots: Mutex::new(slots), slot_freed: Condvar::new() })
+        let retry = Retrier::for_remote(endpoint.shown.clone(), &opts);
+        Ok(RestStorage {
+            agent,
+            endpoint,
+            opts,
+            retry,
+            free_slots: Mutex::new(slots),
+            slot_freed: Condvar::new(),
+        })
     }
 
     /// Show `shown` instead of the URL in `location()` and messages (rclone repositories name
     /// their remote, not the local port).
     pub(crate) fn shown_as(mut self, shown: String) -> Self {
+        self.retry = self.retry.with_location(shown.clone());
         self.endpoint.shown = shown;
         self
     }
@@ -283,7 +295,7 @@ impl Storage for RestStorage {
     }
 
     fn create(&self) -> StorageResult<()> {
-        with_retries(&self.opts, &self.endpoint.shown, |_| {
+        self.retry.run(|_| {
             let _slot = self.slot();
             match self.head("config") {
                 Ok(_) => Err(StorageError::AlreadyExists { what: format!("{}config", self.endpoint.shown) }),
@@ -294,7 +306,7 @@ impl Storage for RestStorage {
     }
 
     fn list(&self, kind: ObjectKind) -> StorageResult<Vec<(String, u64)>> {
-        with_retries(&self.opts, &self.endpoint.shown, |_| {
+        self.retry.run(|_| {
             let _slot = self.slot();
             if kind != ObjectKind::Config {
                 return self.list_dir(kind);
@@ -310,7 +322,7 @@ impl Storage for RestStorage {
     fn read(&self, kind: ObjectKind, id: &str, range: Option<(u64, u64)>) -> StorageResult<Vec<u8>> {
         validate_id(kind, id)?;
         let path = rest_path(kind, id);
-        with_retries(&self.opts, &self.endpoint.shown, |_| {
+        self.retry.run(|_| {
             let _slot = self.slot();
             let Some((start, len)) = range else { return self.get_whole(&path) };
             let object = format!("{}{path}", self.endpoint.shown);
@@ -335,7 +347,7 @@ impl Storage for RestStorage {
         let (mut post_failed, mut server_error) = (false, false);
         // Attempts that found an empty object left at the name by the previous attempt's POST.
         let mut empties = 0;
-        let result = with_retries(&self.opts, &self.endpoint.shown, |retried| {
+        let result = self.retry.run(|retried| {
             let after_failed_post = std::mem::take(&mut post_failed);
             server_error = false;
             let _slot = self.slot();
@@ -397,18 +409,20 @@ impl Storage for RestStorage {
         });
         match result {
             // Gave up while the server kept failing the upload: say what that usually means.
-            Err(StorageError::Transient { source, .. }) if server_error => Err(StorageError::Transient {
-                what: format!("{} could not store {path}", self.endpoint.shown),
-                source: std::io::Error::new(
-                    source.kind(),
-                    format!(
-                        "the server kept answering 500 Internal Server Error (gave up after {}); a full \
-                         disk or an exhausted quota on the server does this: free space there, then run \
-                         the command again",
-                        human(self.opts.give_up_after)
+            Err(e @ StorageError::Transient { .. }) if server_error => {
+                let gave_up = GaveUp::of(&e).map(GaveUp::summary).unwrap_or_else(|| e.to_string());
+                Err(StorageError::Transient {
+                    what: format!("{} could not store {path}", self.endpoint.shown),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "the server kept answering 500 Internal Server Error ({gave_up}); a full \
+                             disk or an exhausted quota on the server does this: free space there, then \
+                             run the command again"
+                        ),
                     ),
-                ),
-            }),
+                })
+            }
             other => other,
         }
     }
@@ -416,7 +430,7 @@ impl Storage for RestStorage {
     fn delete(&self, kind: ObjectKind, id: &str) -> StorageResult<()> {
         validate_id(kind, id)?;
         let path = rest_path(kind, id);
-        with_retries(&self.opts, &self.endpoint.shown, |retried| {
+        self.retry.run(|retried| {
             let _slot = self.slot();
             match self.send("DELETE", &path, &[], None) {
                 // The earlier attempt may have deleted it before the link broke.
@@ -429,7 +443,7 @@ impl Storage for RestStorage {
     fn stat(&self, kind: ObjectKind, id: &str) -> StorageResult<u64> {
         validate_id(kind, id)?;
         let path = rest_path(kind, id);
-        with_retries(&self.opts, &self.endpoint.shown, |_| {
+        self.retry.run(|_| {
             let _slot = self.slot();
             self.head(&path)
         })

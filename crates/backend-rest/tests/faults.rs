@@ -1,6 +1,7 @@
 //! RestStorage through a fault-injecting proxy in front of a real server, with short timeouts
 //! (idle 2 s, connect 2 s, give up after 6 s): a dead link is given up on in bounded time, a
-//! broken one is retried, a slow one is never cut.
+//! frozen one within one give-up budget shared by every thread, a broken one is retried, a
+//! slow one is never cut.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod common;
@@ -11,6 +12,9 @@ use common::{fast_options, Server};
 use offsite_backend::conformance::id_of;
 use offsite_backend::{ObjectKind, RemoteOptions, Storage};
 use offsite_backend_rest::RestStorage;
+use offsite_testkit::freeze::{
+    self, assert_gave_up_within, freeze_under_load, frozen_options, gave_up_seconds,
+};
 use offsite_testkit::FaultProxy;
 
 /// A server with repository "repo" created, a direct client, the proxy and a client through it.
@@ -53,7 +57,7 @@ fn blackhole_mid_read_gives_up_within_the_budget() {
     assert!(err.is_transient(), "{err:?}");
     let msg = err.to_string();
     assert!(msg.starts_with(&format!("storage unreachable: {}", via.location())), "{msg}");
-    assert!(msg.ends_with("(gave up after 6s)"), "{msg}");
+    assert!(msg.ends_with("s of failures (--give-up-after 6s)"), "{msg}");
     // Bound: the budget, plus the one attempt in flight when it ran out (an idle timeout).
     let bound = opts.give_up_after + opts.idle_timeout + Duration::from_secs(1);
     assert!(elapsed < bound, "took {elapsed:?}, bound {bound:?}");
@@ -70,13 +74,42 @@ fn refused_connections_say_storage_unreachable_within_the_budget() {
     let err = via.list(ObjectKind::Snapshot).unwrap_err();
     let elapsed = start.elapsed();
     eprintln!("refused: gave up after {elapsed:?} and {} attempts: {err}", proxy.stats().refused);
+    assert!(elapsed < fast_options().give_up_after + Duration::from_secs(1), "took {elapsed:?}");
+    // The whole budget is used: the last wait is cut short so a last attempt starts when it
+    // ends (the loop used to stop once the next wait would end past it, after 3.1 s of 6).
+    let budget = fast_options().give_up_after;
+    assert!(elapsed >= budget - Duration::from_millis(50), "stopped retrying early: {elapsed:?}");
     assert!(err.is_transient(), "{err:?}");
     let msg = err.to_string();
     assert!(msg.starts_with(&format!("storage unreachable: {}: GET snapshots/", via.location())), "{msg}");
-    assert!(msg.ends_with("(gave up after 6s)"), "{msg}");
-    assert!(elapsed < fast_options().give_up_after + Duration::from_secs(1), "took {elapsed:?}");
-    assert!(elapsed >= Duration::from_secs(3), "stopped retrying early: {elapsed:?}");
+    assert!(msg.ends_with("s of failures (--give-up-after 6s)"), "{msg}");
+    let secs = gave_up_seconds(&msg).unwrap_or_else(|| panic!("no time spent in {msg}"));
+    assert!(secs >= 5.9 && secs <= elapsed.as_secs_f64() + 0.1, "{msg} after {elapsed:?}");
     assert!(proxy.stats().refused >= 5, "{:?}", proxy.stats());
+}
+
+/// Hardening item 7 on REST: eight threads uploading (more than the four connections), the
+/// link freezes (TCP open, nothing forwarded), then three more calls after they all failed (as
+/// a check or restore carrying on with the next pack): every call ends within give-up-after +
+/// connect-timeout + idle-timeout of the freeze, where each call used to get its own budget.
+#[test]
+fn a_frozen_link_ends_every_thread_within_the_give_up_bound() {
+    require_rclone!();
+    let server = Server::start(&[]);
+    RestStorage::new(&server.url("", "repo"), RemoteOptions::default()).unwrap().create().unwrap();
+    let proxy = FaultProxy::start(server.addr);
+    let opts = frozen_options();
+    let via = RestStorage::new(&format!("http://{}/repo/", proxy.addr()), opts.clone()).unwrap();
+    let run = freeze_under_load(
+        8,
+        16,
+        |thread, n| {
+            let data = freeze::object(thread, n);
+            via.write(ObjectKind::Data, &id_of(&data), &data)
+        },
+        || proxy.blackhole(true),
+    );
+    assert_gave_up_within("rest", &run, &opts, &via.location());
 }
 
 #[test]

@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use offsite_backend::conformance;
 use offsite_backend::{ObjectKind, RemoteOptions, Storage, StorageError};
 use offsite_backend_rest::RcloneStorage;
+use offsite_testkit::freeze::{
+    assert_gave_up_within, child_process, freeze_under_load, frozen_options, object, Paused,
+};
 
 #[test]
 fn conformance_suite_passes() {
@@ -45,4 +48,32 @@ fn an_unknown_remote_fails_with_rclones_reason() {
     assert!(matches!(err, StorageError::Permanent { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("rclone exited without serving") && msg.contains("no-such-remote-7f3a"), "{msg}");
+}
+
+/// Hardening item 7 on rclone: the child `rclone serve restic` freezes (SIGSTOP: its
+/// connections stay open, nothing is answered; a proxy cannot sit between this storage and the
+/// child it starts) while eight threads upload; every call, and three more after they all
+/// failed, ends within give-up-after + connect-timeout + idle-timeout of the freeze.
+#[test]
+fn a_frozen_rclone_ends_every_thread_within_the_give_up_bound() {
+    require_rclone!();
+    let dir = tempfile::tempdir().unwrap();
+    let remote = dir.path().join("frozen");
+    let remote = remote.to_str().unwrap();
+    let opts = frozen_options();
+    let s = RcloneStorage::new(remote, opts.clone()).unwrap();
+    s.create().unwrap();
+    let pid = child_process("rclone", remote).expect("the storage's rclone child");
+    let mut paused = None;
+    let run = freeze_under_load(
+        8,
+        16,
+        |thread, n| {
+            let data = object(thread, n);
+            s.write(ObjectKind::Data, &conformance::id_of(&data), &data)
+        },
+        || paused = Some(Paused::stop(pid)),
+    );
+    assert!(paused.is_some());
+    assert_gave_up_within("rclone", &run, &opts, &format!("{}/", s.location()));
 }

@@ -7,7 +7,9 @@ use offsite_backend::StorageError;
 use opendal::ErrorKind;
 
 use crate::tls::UNTRUSTED;
-use crate::transport::{CallState, GAVE_UP};
+use offsite_backend::retry::GaveUp;
+
+use crate::transport::CallState;
 
 /// Where the failing call went, for messages.
 pub(crate) struct Target<'a> {
@@ -79,32 +81,50 @@ pub(crate) fn no_bucket(t: &Target<'_>) -> StorageError {
     }
 }
 
-/// The error for a call on `object` (an `s3://…` name) that gave up on an unreachable or
-/// failing storage. An upload the server kept failing with HTTP 500 says what that usually
-/// means: s3s-fs, for one, answers a full disk with a bare "500 InternalError".
-pub(crate) fn unreachable(t: &Target<'_>, call: &CallState, object: &str, fallback: &str) -> StorageError {
-    let cause = call.transient_cause().unwrap_or_else(|| one_line(fallback));
-    if call.storing && cause.starts_with("HTTP 500") {
-        let path = object.strip_prefix(t.url).map_or(object, |p| p.trim_start_matches('/'));
-        return StorageError::Transient {
-            what: format!("{} at {} could not store {path}", t.url, t.endpoint),
-            source: io::Error::other(format!(
-                "the server kept answering {cause} (gave up after {:.1} s); a full disk or an \
-                 exhausted quota on the server does this: free space there, then run the command again",
-                call.elapsed().as_secs_f64()
-            )),
-        };
-    }
-    StorageError::Transient {
-        what: format!("storage unreachable: {} at {}", t.url, t.endpoint),
-        source: io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("{cause} (gave up after {:.1} s)", call.elapsed().as_secs_f64()),
-        ),
+impl Target<'_> {
+    /// `s3://bucket/prefix at ENDPOINT`: the storage as give-up messages name it.
+    pub(crate) fn location(&self) -> String {
+        format!("{} at {}", self.url, self.endpoint)
     }
 }
 
-/// Classify the final error of a call on object `what` (an `s3://…` name).
+/// A transient failure of one attempt on the storage: the cause the transport recorded (one
+/// line), else `fallback`. A cause that is a timeout (no byte moved, no answer) has
+/// [`io::ErrorKind::TimedOut`], so the retry budget counts it from when the link stopped.
+pub(crate) fn transient(t: &Target<'_>, call: &CallState, fallback: &str) -> StorageError {
+    let cause = call.transient_cause().unwrap_or_else(|| one_line(fallback));
+    let lower = cause.to_ascii_lowercase();
+    let stalled =
+        ["no byte moved", "no answer within", "timeout", "timed out"].iter().any(|p| lower.contains(p));
+    let kind = if stalled { io::ErrorKind::TimedOut } else { io::ErrorKind::Other };
+    StorageError::Transient { what: t.location(), source: io::Error::new(kind, cause) }
+}
+
+/// The error of an upload that gave up while the server kept answering HTTP 500, saying what
+/// that usually means (s3s-fs, for one, answers a full disk with a bare "500 InternalError");
+/// `None` for other give-ups.
+pub(crate) fn kept_failing_upload(t: &Target<'_>, object: &str, e: &StorageError) -> Option<StorageError> {
+    let gave_up = GaveUp::of(e)?;
+    if !gave_up.cause.starts_with("HTTP 500") {
+        return None;
+    }
+    let path = object.strip_prefix(t.url).map_or(object, |p| p.trim_start_matches('/'));
+    Some(StorageError::Transient {
+        what: format!("{} at {} could not store {path}", t.url, t.endpoint),
+        source: io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the server kept answering {} ({}); a full disk or an exhausted quota on the server \
+                 does this: free space there, then run the command again",
+                gave_up.cause,
+                gave_up.summary()
+            ),
+        ),
+    })
+}
+
+/// Classify the error of one attempt on object `what` (an `s3://…` name): a definite answer
+/// (not found, no space, refused...) or a [`transient`] failure for the retry mechanism.
 pub(crate) fn map(t: &Target<'_>, what: String, e: &opendal::Error, call: &CallState) -> StorageError {
     let full = e.to_string();
     let code = s3_code(&full);
@@ -144,12 +164,9 @@ pub(crate) fn map(t: &Target<'_>, what: String, e: &opendal::Error, call: &CallS
             what,
             source: io::Error::new(io::ErrorKind::UnexpectedEof, "range reaches past the end of the object"),
         },
-        ErrorKind::RateLimited => unreachable(t, call, &what, e.message()),
-        _ if e.message() == GAVE_UP
-            || e.message().contains("timeout")
-            || call.transient_cause().is_some() =>
-        {
-            unreachable(t, call, &what, e.message())
+        ErrorKind::RateLimited => transient(t, call, e.message()),
+        _ if e.is_temporary() || e.message().contains("timeout") || call.transient_cause().is_some() => {
+            transient(t, call, e.message())
         }
         _ => StorageError::Permanent {
             what,
@@ -164,6 +181,7 @@ pub(crate) fn map(t: &Target<'_>, what: String, e: &opendal::Error, call: &CallS
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn target() -> Target<'static> {
         Target { url: "s3://b/p", bucket: "b", endpoint: "http://127.0.0.1:9" }
@@ -194,8 +212,14 @@ mod tests {
         let e = m(s3_error(ErrorKind::Unexpected, "InvalidArgument"));
         assert!(matches!(e, StorageError::Permanent { .. }), "{e}");
         let e = m(opendal::Error::new(ErrorKind::Unexpected, "io operation timeout reached"));
-        assert!(e.is_transient() && e.to_string().starts_with("storage unreachable: s3://b/p at "), "{e}");
-        assert!(!e.to_string().contains('\n'));
+        assert_eq!(e.to_string(), "s3://b/p at http://127.0.0.1:9: io operation timeout reached");
+        assert!(
+            matches!(&e, StorageError::Transient { source, .. } if source.kind() == io::ErrorKind::TimedOut)
+        );
+        let e = m(opendal::Error::new(ErrorKind::Unexpected, "connection reset").set_temporary());
+        assert!(
+            matches!(&e, StorageError::Transient { source, .. } if source.kind() == io::ErrorKind::Other)
+        );
         let e = m(s3_error(ErrorKind::PermissionDenied, "QuotaExceeded"));
         assert!(matches!(e, StorageError::NoSpace { .. }), "{e}");
         let e = m(opendal::Error::new(ErrorKind::Unexpected, format!("{STORAGE_FULL} (HTTP 507)")));
@@ -234,23 +258,30 @@ mod tests {
     #[test]
     fn an_upload_the_server_keeps_failing_suggests_a_full_disk() {
         let t = target();
-        let call = CallState::storing();
-        call.record(true, "HTTP 500 Internal Server Error".into());
-        let e = unreachable(&t, &call, "s3://b/p/data/ab/abcd", "x");
-        let msg = e.to_string();
-        assert!(e.is_transient());
-        assert!(
-            msg.starts_with(
-                "s3://b/p at http://127.0.0.1:9 could not store data/ab/abcd: the server kept answering \
-                 HTTP 500 Internal Server Error (gave up after "
-            ),
-            "{msg}"
-        );
-        assert!(msg.ends_with("a full disk or an exhausted quota on the server does this: free space there, then run the command again"), "{msg}");
-        // A read that keeps failing is still "unreachable".
         let call = CallState::new();
         call.record(true, "HTTP 500 Internal Server Error".into());
-        let msg = unreachable(&t, &call, "s3://b/p/config", "x").to_string();
-        assert!(msg.starts_with("storage unreachable: s3://b/p at http://127.0.0.1:9: HTTP 500"), "{msg}");
+        let last = transient(&t, &call, "x");
+        assert_eq!(last.to_string(), "s3://b/p at http://127.0.0.1:9: HTTP 500 Internal Server Error");
+        let gave_up = |cause: &str| {
+            GaveUp {
+                cause: cause.into(),
+                elapsed: Duration::from_millis(6100),
+                give_up_after: Duration::from_secs(6),
+            }
+            .into_error(&t.location())
+        };
+        let e = kept_failing_upload(&t, "s3://b/p/data/ab/abcd", &gave_up("HTTP 500 Internal Server Error"))
+            .expect("a 500 give-up");
+        let msg = e.to_string();
+        assert!(e.is_transient());
+        assert_eq!(
+            msg,
+            "s3://b/p at http://127.0.0.1:9 could not store data/ab/abcd: the server kept answering HTTP 500 \
+             Internal Server Error (gave up after 6.1s of failures (--give-up-after 6s)); a full disk or an \
+             exhausted quota on the server does this: free space there, then run the command again"
+        );
+        // Other give-ups, and errors that are not give-ups, stay as they are.
+        assert!(kept_failing_upload(&t, "s3://b/p/config", &gave_up("no byte moved for 2 s")).is_none());
+        assert!(kept_failing_upload(&t, "s3://b/p/config", &last).is_none());
     }
 }

@@ -14,11 +14,16 @@
 //! (request body sent, response headers or body received) and bounds connecting by
 //! [`RemoteOptions::connect_timeout`]. A transfer that keeps moving is never cut, however long
 //! it takes. On top of that, OpenDAL's `TimeoutLayer` bounds control requests and every
-//! streamed read step, and its `RetryLayer` retries transient failures (connection errors,
-//! timeouts, 5xx, 429) with exponential backoff. Once [`RemoteOptions::give_up_after`] has
-//! passed since a call started, no new attempt is made: the call fails with
+//! streamed read step. Retries are not OpenDAL's (no `RetryLayer`): each call runs through
+//! [`offsite_backend::retry::Retrier`], the mechanism every remote storage shares, so transient
+//! failures (connection errors, timeouts, 5xx, 429) are retried with exponential backoff under
+//! one give-up budget for all calls and threads of the storage. Once the storage has failed for
+//! [`RemoteOptions::give_up_after`] (counted from when the link stopped moving), calls fail with
 //! [`offsite_backend::StorageError::Transient`], "storage unreachable: s3://… at ENDPOINT:
-//! CAUSE (gave up after N s)".
+//! CAUSE; gave up after 7.2s of failures (--give-up-after 6s)". An attempt that moved nothing
+//! for give-up-after + connect + idle timeouts (an upload waiting for its answer, which the
+//! transport lets wait longer than the idle timeout) is abandoned then, as failing since it
+//! stopped moving.
 //!
 //! # HTTPS
 //!

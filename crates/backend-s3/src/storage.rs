@@ -7,17 +7,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
+use offsite_backend::retry::{GiveUpBudget, Retrier};
 use offsite_backend::{
     is_object_id, validate_id, ObjectKind, RemoteOptions, Storage, StorageError, StorageResult,
 };
-use opendal::layers::{RetryEvent, RetryLayer, TimeoutLayer};
+use opendal::layers::TimeoutLayer;
 use opendal::services::S3;
 use opendal::{HttpTransporter, OperationContext, Operator};
 
 use crate::errors::{self, Target};
 use crate::location::{shown_endpoint, S3Url};
 use crate::tls;
-use crate::transport::{CallState, IdleTransport, CALL};
+use crate::transport::{stalled_error, CallState, IdleTransport, CALL};
 
 /// Objects larger than this are uploaded in parts of this size (multipart upload, `concurrency`
 /// parts at once); smaller ones, packs included, with a single PUT.
@@ -65,10 +66,11 @@ impl fmt::Debug for S3Options {
 ///
 /// Owns a tokio runtime (two worker threads) and blocks on it in each call, so it must not be
 /// called from inside an async runtime. Cheap calls (stat, list, delete, reads) and uploads use
-/// two OpenDAL operators over the same service and transport: both retry transient errors, but
-/// only the first has `TimeoutLayer`'s IO timeout, because for an upload that timeout would
-/// bound the whole PUT; uploads rely on the transport's lack-of-progress timeout instead (see
-/// the crate docs).
+/// two OpenDAL operators over the same service and transport; only the first has
+/// `TimeoutLayer`'s IO timeout, because for an upload that timeout would bound the whole PUT;
+/// uploads rely on the transport's lack-of-progress timeout instead (see the crate docs).
+/// Neither retries: every call runs through [`Retrier`], the retry mechanism all remote
+/// storages share, with one give-up budget for all calls and threads of this storage.
 pub struct S3Storage {
     runtime: tokio::runtime::Runtime,
     op: Operator,
@@ -77,7 +79,9 @@ pub struct S3Storage {
     bucket: String,
     endpoint: String,
     remote: RemoteOptions,
-    max_backoff: Duration,
+    retry: Retrier,
+    /// When a byte of any request of this storage last moved.
+    link: Arc<CallState>,
 }
 
 impl fmt::Debug for S3Storage {
@@ -88,28 +92,6 @@ impl fmt::Debug for S3Storage {
             .field("remote", &self.remote)
             .finish_non_exhaustive()
     }
-}
-
-/// The retry schedule: exponential from `give_up_after / 20` (100 ms to 1 s) up to a quarter
-/// of `give_up_after` (at most 30 s) between attempts. The number of attempts is not the
-/// bound; the deadline is (see [`S3Storage::run`]).
-fn backoff(remote: &RemoteOptions) -> (Duration, Duration) {
-    let min = (remote.give_up_after / 20).clamp(Duration::from_millis(100), Duration::from_secs(1));
-    let max = (remote.give_up_after / 4).clamp(min, Duration::from_secs(30));
-    (min, max)
-}
-
-/// Log a retry on one line at debug level (`-vv`). OpenDAL's default logs every retry as a
-/// warning with the error's whole multi-line context (and a backtrace under
-/// `RUST_BACKTRACE`), which broke the one-line error output of a command that then gave up.
-fn log_retry(event: RetryEvent<'_>) {
-    tracing::debug!(
-        "s3: retrying {:?} (attempt {}) in {:.1} s: {}",
-        event.op,
-        event.attempt,
-        event.retry_after.as_secs_f64(),
-        event.err.message().replace('\n', " ")
-    );
 }
 
 fn setup_error(url: &str, why: impl fmt::Display) -> StorageError {
@@ -183,10 +165,12 @@ impl S3Storage {
         // AWS (no endpoint) is https; a self-hosted endpoint may be plain http.
         let https = endpoint.as_deref().is_none_or(|e| !e.to_ascii_lowercase().starts_with("http://"));
         let client = http_client(&remote, https, &canonical)?;
+        let link = Arc::new(CallState::new());
         let transport = HttpTransporter::new(IdleTransport {
             client,
             idle: remote.idle_timeout,
             connect: remote.connect_timeout,
+            link: link.clone(),
         });
         let base = {
             let _guard = runtime.enter();
@@ -194,19 +178,14 @@ impl S3Storage {
                 .map_err(|e| setup_error(&canonical, e.message()))?
                 .with_context(OperationContext::new().with_http_transport(transport))
         };
-        let (min_delay, max_delay) = backoff(&remote);
-        let retry = RetryLayer::new()
-            .with_min_delay(min_delay)
-            .with_max_delay(max_delay)
-            .with_factor(2.0)
-            .with_jitter()
-            .with_max_times(100_000)
-            .with_notify(log_retry);
+        // No OpenDAL RetryLayer: its retries would run inside one attempt of ours, each with a
+        // budget of its own, where the shared budget must see every failure (see `run`).
         let timeout = TimeoutLayer::new()
             .with_timeout(remote.connect_timeout + remote.idle_timeout)
             .with_io_timeout(remote.idle_timeout);
-        let op = base.clone().layer(timeout).layer(retry.clone());
-        let upload_op = base.layer(retry);
+        let op = base.clone().layer(timeout);
+        let upload_op = base;
+        let retry = Retrier::new(format!("{canonical} at {shown}"), GiveUpBudget::for_remote(&remote));
         Ok(S3Storage {
             runtime,
             op,
@@ -215,7 +194,8 @@ impl S3Storage {
             bucket: parsed.bucket,
             endpoint: shown,
             remote,
-            max_backoff: max_delay,
+            retry,
+            link,
         })
     }
 
@@ -227,54 +207,83 @@ impl S3Storage {
         format!("{}/{}", self.url, path)
     }
 
-    /// Run one storage call to completion on the runtime.
+    /// Run one storage call on the runtime: `attempt()` makes one attempt (OpenDAL calls over
+    /// this crate's transport), which this storage's [`Retrier`] repeats through transient
+    /// failures under the shared give-up budget.
     ///
-    /// Once `give_up_after` has passed, the call's requests fail at once (so RetryLayer stops),
-    /// while an attempt that is still moving bytes may finish. As a last resort, after the
-    /// deadline the call is dropped once no byte moved for the connect timeout plus twice the
-    /// idle timeout plus the longest backoff.
-    fn run<T, F>(&self, what: &str, fut: F) -> StorageResult<T>
+    /// An attempt that moved no byte for the idle timeout may still be waiting legitimately
+    /// (an upload's last bytes draining from socket buffers, see the transport), so it is not cut
+    /// then; but once nothing moved for give-up-after + connect + idle timeouts (as long as an
+    /// attempt started when the budget ran out may take), or for the idle timeout once the
+    /// storage has failed for give-up-after, it is abandoned as failing since it stopped moving:
+    /// a frozen link cannot hold a call past the give-up bound. A failed attempt starts its
+    /// OpenDAL call over (a multipart upload from its first part).
+    fn run<T, F, Fut>(&self, what: &str, attempt: F) -> StorageResult<T>
     where
-        F: Future<Output = opendal::Result<T>>,
+        F: Fn() -> Fut,
+        Fut: Future<Output = opendal::Result<T>>,
     {
-        self.run_call(what, Arc::new(CallState::new()), fut)
-    }
-
-    /// [`S3Storage::run`] with the given call state ([`CallState::storing`] for uploads).
-    fn run_call<T, F>(&self, what: &str, call: Arc<CallState>, fut: F) -> StorageResult<T>
-    where
-        F: Future<Output = opendal::Result<T>>,
-    {
-        let give_up = self.remote.give_up_after;
-        let slack = self.remote.connect_timeout + self.remote.idle_timeout * 2 + self.max_backoff;
-        let watch = call.clone();
-        let watchdog = async move {
-            tokio::time::sleep(give_up).await;
-            watch.expire();
-            let expired_at = Instant::now();
-            loop {
-                let limit = watch.last_progress().max(expired_at) + slack;
-                if Instant::now() >= limit {
-                    return;
+        let name = self.name(what);
+        let target = self.target();
+        let (target, name, attempt) = (&target, name.as_str(), &attempt);
+        let one = |_retried| async move {
+            let call = Arc::new(CallState::new());
+            let guarded = async {
+                tokio::select! {
+                    r = attempt() => r,
+                    () = self.stalled_past_bound(&call) => Err(stalled_error(self.no_progress_limit())),
                 }
-                tokio::time::sleep_until(limit.into()).await;
+            };
+            match CALL.scope(call.clone(), guarded).await {
+                Ok(v) => Ok(v),
+                Err(e) => Err(errors::map(target, name.to_string(), &e, &call)),
             }
         };
-        let result = self.runtime.block_on(CALL.scope(call.clone(), async move {
-            tokio::select! {
-                r = fut => Some(r),
-                () = watchdog => None,
+        self.runtime.block_on(self.retry.run_async(one, tokio::time::sleep))
+    }
+
+    /// How long an attempt may move nothing before it is abandoned: as long as an attempt started
+    /// when the give-up budget ran out may take.
+    fn no_progress_limit(&self) -> Duration {
+        let r = &self.remote;
+        r.give_up_after + r.connect_timeout + r.idle_timeout
+    }
+
+    /// Completes when neither the attempt of `call` nor any other request of this storage (the
+    /// attempt's own requests may run on tasks of their own) moved a byte for give-up-after +
+    /// connect + idle timeouts, or for the idle timeout once the storage has failed for
+    /// give-up-after (other calls gave up: the link is gone); then the give-up budget learns that
+    /// the link has been still since the last byte moved.
+    async fn stalled_past_bound(&self, call: &CallState) {
+        let limit = self.no_progress_limit();
+        let idle = self.remote.idle_timeout;
+        let budget = self.retry.budget();
+        let give_up = budget.give_up_after();
+        loop {
+            let last = call.last_progress().max(self.link.last_progress());
+            let now = Instant::now();
+            let still = now.saturating_duration_since(last);
+            let failing = budget.failing_for();
+            if still >= limit || (still >= idle && failing.is_some_and(|f| f >= give_up)) {
+                let cause = format!("no byte moved for {:.1} s", still.as_secs_f64());
+                budget.stalled(last, &cause);
+                return;
             }
-        }));
-        match result {
-            Some(Ok(v)) => Ok(v),
-            Some(Err(e)) => Err(errors::map(&self.target(), self.name(what), &e, &call)),
-            None => Err(errors::unreachable(&self.target(), &call, &self.name(what), "no answer")),
+            // Look again when the limit is reached, when the idle timeout is, when the budget
+            // runs out, and at least every idle timeout (a run of failures may start).
+            let mut next = (last + limit).min(now + idle);
+            if still < idle {
+                next = next.min(last + idle);
+            }
+            if let Some(f) = failing.filter(|f| *f < give_up) {
+                next = next.min(now + (give_up - f));
+            }
+            tokio::time::sleep_until(next.into()).await;
         }
     }
 
     fn stat_path(&self, path: &str) -> StorageResult<u64> {
-        self.run(path, async { self.op.stat(path).await.map(|m| m.content_length()) })
+        self.run(path, || async { self.op.stat(path).await.map(|m| m.content_length()) })
     }
 }
 
@@ -292,7 +301,7 @@ impl Storage for S3Storage {
     /// (a missing bucket is "bucket B does not exist at ENDPOINT: create it first"), then
     /// refuses if a config is there. S3 has no directories, so nothing else is created.
     fn create(&self) -> StorageResult<()> {
-        self.run("", async {
+        self.run("", || async {
             let mut lister = self.op.lister_with("/").limit(1).await?;
             lister.try_next().await.map(|_| ())
         })?;
@@ -314,7 +323,7 @@ impl Storage for S3Storage {
             };
         }
         let dir = format!("{}/", kind.dir_name());
-        let entries = self.run(&dir, async { self.op.list_with(&dir).recursive(true).await })?;
+        let entries = self.run(&dir, || async { self.op.list_with(&dir).recursive(true).await })?;
         let mut out = Vec::new();
         for entry in entries {
             let path = entry.path();
@@ -332,7 +341,7 @@ impl Storage for S3Storage {
         validate_id(kind, id)?;
         let path = kind.relative_path(id);
         let Some((start, len)) = range else {
-            return self.run(&path, async { self.op.read(&path).await.map(|b| b.to_vec()) });
+            return self.run(&path, || async { self.op.read(&path).await.map(|b| b.to_vec()) });
         };
         let past_end = |why: String| StorageError::Permanent {
             what: self.name(&path),
@@ -349,8 +358,8 @@ impl Storage for S3Storage {
                 Err(past_end(format!("offset {start} is past the end ({size} bytes)")))
             };
         }
-        let data =
-            self.run(&path, async { self.op.read_with(&path).range(start..end).await.map(|b| b.to_vec()) })?;
+        let data = self
+            .run(&path, || async { self.op.read_with(&path).range(start..end).await.map(|b| b.to_vec()) })?;
         if data.len() as u64 != len {
             return Err(past_end(format!("range ({start}, {len}) returned {} bytes", data.len())));
         }
@@ -371,14 +380,18 @@ impl Storage for S3Storage {
         }
         let body = bytes::Bytes::copy_from_slice(data);
         let concurrency = self.remote.concurrency.max(1);
-        self.run_call(&path, Arc::new(CallState::storing()), async {
+        let stored = self.run(&path, || async {
             self.upload_op
-                .write_with(&path, body)
+                .write_with(&path, body.clone())
                 .chunk(MULTIPART_CHUNK)
                 .concurrent(concurrency)
                 .await
                 .map(|_| ())
-        })
+        });
+        match stored {
+            Err(e) => Err(errors::kept_failing_upload(&self.target(), &self.name(&path), &e).unwrap_or(e)),
+            ok => ok,
+        }
     }
 
     /// S3 deletes missing keys without complaint, so the object is looked up first to report
@@ -387,7 +400,7 @@ impl Storage for S3Storage {
         validate_id(kind, id)?;
         let path = kind.relative_path(id);
         self.stat_path(&path)?;
-        self.run(&path, async { self.op.delete(&path).await })
+        self.run(&path, || async { self.op.delete(&path).await })
     }
 
     fn stat(&self, kind: ObjectKind, id: &str) -> StorageResult<u64> {
@@ -422,12 +435,5 @@ mod tests {
         let e = S3Storage::new("s3://b/p", S3Options { secret_access_key: None, ..opts() })
             .expect_err("no secret");
         assert!(e.to_string().contains("AWS_SECRET_ACCESS_KEY"), "{e}");
-    }
-
-    #[test]
-    fn backoff_scales_with_the_budget() {
-        let r = |s| RemoteOptions { give_up_after: Duration::from_secs(s), ..RemoteOptions::default() };
-        assert_eq!(backoff(&r(6)), (Duration::from_millis(300), Duration::from_millis(1500)));
-        assert_eq!(backoff(&r(600)), (Duration::from_secs(1), Duration::from_secs(30)));
     }
 }

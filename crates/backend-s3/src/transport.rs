@@ -1,17 +1,18 @@
 //! The HTTP transport under OpenDAL: reqwest with a timeout on *lack of progress*, and the
-//! per-call state that makes a call give up after `give_up_after`.
+//! per-attempt state (last progress, last transient cause) that `S3Storage` hands to the shared
+//! retry mechanism.
 //!
 //! OpenDAL's `TimeoutLayer` bounds each whole IO call, and a single-PUT upload is one call
 //! (`Writer::close`), so it cannot tell a slow upload from a dead one. This transport can: the
 //! request body is fed to hyper in 64 KiB frames and every frame taken (hyper takes the next
 //! one only once the socket accepted the previous) moves a deadline `idle_timeout` ahead; so
-//! does every chunk of the response body. The request fails, as a temporary error OpenDAL
-//! retries, when the deadline passes.
+//! does every chunk of the response body. The request fails, as a temporary (transient) error,
+//! when the deadline passes.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -28,21 +29,15 @@ const FRAME: usize = 64 * 1024;
 /// How much of an error answer's body is read to look for a full-storage code.
 const ERROR_PEEK: usize = 64 * 1024;
 
-/// Message of the error a request gets once its call has given up.
-pub(crate) const GAVE_UP: &str = "gave up: no new attempt after give_up_after";
-
 tokio::task_local! {
-    /// The state of the storage call the current task runs, set by `S3Storage::run`.
+    /// The state of the attempt the current task runs, set by `S3Storage::run`.
     pub(crate) static CALL: Arc<CallState>;
 }
 
-/// What one storage call (which may make several HTTP attempts) has seen so far.
+/// What one attempt of a storage call (which may make several HTTP requests) has seen so far.
 #[derive(Debug)]
 pub(crate) struct CallState {
-    /// The call uploads an object (messages about giving up say so).
-    pub(crate) storing: bool,
     started: Instant,
-    expired: AtomicBool,
     /// Milliseconds after `started` at which a byte last moved.
     last_progress_ms: AtomicU64,
     /// Whether the last attempt failed transiently, and why (one line).
@@ -50,38 +45,9 @@ pub(crate) struct CallState {
 }
 
 impl CallState {
-    /// The state of a call that reads, lists, stats or deletes.
+    /// The state of an attempt (or, for the storage's link clock, of everything) starting now.
     pub(crate) fn new() -> Self {
-        Self::with_storing(false)
-    }
-
-    /// The state of a call that uploads an object.
-    pub(crate) fn storing() -> Self {
-        Self::with_storing(true)
-    }
-
-    fn with_storing(storing: bool) -> Self {
-        CallState {
-            storing,
-            started: Instant::now(),
-            expired: AtomicBool::new(false),
-            last_progress_ms: AtomicU64::new(0),
-            last: Mutex::new(None),
-        }
-    }
-
-    /// Time since the call started.
-    pub(crate) fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    /// From now on, requests of this call fail at once with [`GAVE_UP`].
-    pub(crate) fn expire(&self) {
-        self.expired.store(true, Ordering::Relaxed);
-    }
-
-    pub(crate) fn is_expired(&self) -> bool {
-        self.expired.load(Ordering::Relaxed)
+        CallState { started: Instant::now(), last_progress_ms: AtomicU64::new(0), last: Mutex::new(None) }
     }
 
     fn touch(&self) {
@@ -89,7 +55,7 @@ impl CallState {
         self.last_progress_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// When a byte of this call last moved (the call's start if none did).
+    /// When a byte of this attempt last moved (its start if none did).
     pub(crate) fn last_progress(&self) -> Instant {
         self.started + Duration::from_millis(self.last_progress_ms.load(Ordering::Relaxed))
     }
@@ -116,12 +82,13 @@ struct Progress {
     idle: Duration,
     deadline_ms: AtomicU64,
     call: Option<Arc<CallState>>,
+    link: Arc<CallState>,
 }
 
 impl Progress {
-    fn new(idle: Duration, first: Duration, call: Option<Arc<CallState>>) -> Self {
+    fn new(idle: Duration, first: Duration, call: Option<Arc<CallState>>, link: Arc<CallState>) -> Self {
         let first = u64::try_from(first.as_millis()).unwrap_or(u64::MAX);
-        Progress { base: Instant::now(), idle, deadline_ms: AtomicU64::new(first), call }
+        Progress { base: Instant::now(), idle, deadline_ms: AtomicU64::new(first), call, link }
     }
 
     fn bump(&self) {
@@ -132,6 +99,7 @@ impl Progress {
     fn bump_with(&self, extra: Duration) {
         let ms = u64::try_from((self.base.elapsed() + self.idle + extra).as_millis()).unwrap_or(u64::MAX);
         self.deadline_ms.store(ms, Ordering::Relaxed);
+        self.link.touch();
         if let Some(call) = &self.call {
             call.touch();
         }
@@ -154,14 +122,14 @@ pub(crate) struct IdleTransport {
     pub(crate) client: reqwest::Client,
     pub(crate) idle: Duration,
     pub(crate) connect: Duration,
+    /// Touched whenever a byte of any request moves, including requests OpenDAL runs on tasks
+    /// of their own (the parts of a multipart upload), which do not see [`CALL`].
+    pub(crate) link: Arc<CallState>,
 }
 
 impl HttpTransport for IdleTransport {
     async fn fetch(&self, req: http::Request<Buffer>) -> opendal::Result<http::Response<HttpBody>> {
         let call = CALL.try_with(Arc::clone).ok();
-        if call.as_ref().is_some_and(|c| c.is_expired()) {
-            return Err(Error::new(ErrorKind::Unexpected, GAVE_UP));
-        }
         if let Some(call) = &call {
             // Stays the cause if an outer timeout drops this request before it completes.
             call.record(true, format!("no answer within {} s", self.idle.as_secs_f64()));
@@ -192,7 +160,8 @@ impl IdleTransport {
         let url = reqwest::Url::parse(&uri.to_string())
             .map_err(|e| Error::new(ErrorKind::Unexpected, "request url is invalid").set_source(e))?;
         // Connecting has its own bound (reqwest's connect timeout); the idle clock starts after.
-        let progress = Arc::new(Progress::new(self.idle, self.connect + self.idle, call.clone()));
+        let progress =
+            Arc::new(Progress::new(self.idle, self.connect + self.idle, call.clone(), self.link.clone()));
         let mut builder =
             self.client.request(parts.method, url).headers(parts.headers).version(parts.version);
         if !body.is_empty() {
@@ -265,6 +234,7 @@ impl IdleTransport {
                 idle: self.idle,
                 sleep: Box::pin(tokio::time::sleep(self.idle)),
                 call,
+                link: self.link.clone(),
                 done: false,
             },
             content_length,
@@ -275,7 +245,8 @@ impl IdleTransport {
     }
 }
 
-fn stalled_error(idle: Duration) -> Error {
+/// The error of a request (or, from `S3Storage`, an attempt) that moved no byte for `idle`.
+pub(crate) fn stalled_error(idle: Duration) -> Error {
     Error::new(ErrorKind::Unexpected, format!("no byte moved for {} s", idle.as_secs_f64())).set_temporary()
 }
 
@@ -346,7 +317,9 @@ impl http_body::Body for ProgressBody {
         this.remaining -= frame.len() as u64;
         if this.remaining == 0 {
             // The last frame went into socket buffers, which may hold a few MiB that a slow
-            // link still has to carry before the server can answer: allow for that.
+            // link still has to carry before the server can answer: allow for that. (Not past
+            // the give-up budget: `S3Storage` abandons an attempt that moved nothing for the
+            // idle timeout once the budget is spent.)
             this.progress.bump_with(drain_allowance(this.len));
         } else {
             this.progress.bump();
@@ -369,6 +342,7 @@ struct IdleStream<S> {
     idle: Duration,
     sleep: Pin<Box<tokio::time::Sleep>>,
     call: Option<Arc<CallState>>,
+    link: Arc<CallState>,
     done: bool,
 }
 
@@ -386,6 +360,7 @@ where
             Poll::Ready(item) => {
                 let deadline = tokio::time::Instant::now() + self.idle;
                 self.sleep.as_mut().reset(deadline);
+                self.link.touch();
                 if let Some(call) = &self.call {
                     call.touch();
                 }

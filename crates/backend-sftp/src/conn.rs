@@ -129,14 +129,14 @@ impl Connector {
     }
 
     /// Connect, check the host key, authenticate and start SFTP, all within the connect
-    /// timeout. Refused or dropped connections and time-outs are [`Failure::Link`] (worth
-    /// retrying); a rejected host key, failed authentication or an SSH server without SFTP
+    /// timeout. Refused or dropped connections are [`Failure::Link`], time-outs
+    /// [`Failure::Stall`] (both worth retrying); a rejected host key, failed authentication or an SSH server without SFTP
     /// are final.
     pub(crate) async fn connect(&self) -> Result<Conn, Failure> {
         let hp = self.target.host_port();
         match tokio::time::timeout(self.connect_timeout, self.connect_inner()).await {
             Ok(r) => r,
-            Err(_) => Err(Failure::Link(format!(
+            Err(_) => Err(Failure::Stall(format!(
                 "connecting to {hp} took longer than the connect timeout of {}",
                 human(self.connect_timeout)
             ))),

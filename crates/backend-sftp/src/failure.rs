@@ -16,6 +16,10 @@ pub(crate) enum Failure {
     /// connection, reconnect and retry until the call's retry budget is spent. Holds the
     /// cause for the final "storage unreachable" message.
     Link(String),
+    /// Like [`Failure::Link`], found by a timeout: nothing moved for the idle timeout (or
+    /// connecting took longer than the connect timeout). The retry budget counts it from when
+    /// the link stopped moving, not from when the timeout noticed.
+    Stall(String),
     /// A definite answer from the server (not found, permission denied, a bad range...) or a
     /// local error that retrying cannot fix: returned to the caller as it is.
     Final(StorageError),
@@ -36,6 +40,23 @@ pub(crate) fn permanent(what: &str, kind: io::ErrorKind, msg: impl Into<String>)
         what: what.to_string(),
         source: io::Error::new(kind, msg.into()),
     })
+}
+
+impl Failure {
+    /// The error a failed attempt gives the retry mechanism: final failures as they are, link
+    /// failures as [`StorageError::Transient`] errors about `location` (a stall with
+    /// [`io::ErrorKind::TimedOut`]).
+    pub(crate) fn into_storage_error(self, location: &str) -> StorageError {
+        let transient = |kind, cause| StorageError::Transient {
+            what: location.to_string(),
+            source: io::Error::new(kind, cause),
+        };
+        match self {
+            Failure::Final(e) => e,
+            Failure::Link(cause) => transient(io::ErrorKind::ConnectionAborted, cause),
+            Failure::Stall(cause) => transient(io::ErrorKind::TimedOut, cause),
+        }
+    }
 }
 
 /// Classify an SFTP client error that happened on `what`.
@@ -67,7 +88,7 @@ pub(crate) fn from_sftp(what: &str, e: SftpError) -> Failure {
         }
         // Time-outs, I/O errors on the channel, a closed session, a desynchronised reply:
         // the connection cannot be trusted any more.
-        SftpError::Timeout => Failure::Link(format!("{what}: no reply from the server")),
+        SftpError::Timeout => Failure::Stall(format!("{what}: no reply from the server")),
         SftpError::IO(m) => Failure::Link(format!("{what}: {m}")),
         SftpError::UnexpectedPacket => Failure::Link(format!("{what}: unexpected reply from the server")),
         SftpError::UnexpectedBehavior(m) => Failure::Link(format!("{what}: {m}")),
@@ -89,7 +110,7 @@ where
 
 /// The failure of a step that made no progress for `idle`.
 pub(crate) fn stalled(idle: Duration, what: &str, doing: &str) -> Failure {
-    Failure::Link(format!("no progress for {} while {doing} {what}", human(idle)))
+    Failure::Stall(format!("no progress for {} while {doing} {what}", human(idle)))
 }
 
 /// A duration for messages: "2s", "1.5s", "10 min".
@@ -142,7 +163,8 @@ mod tests {
             Failure::Final(StorageError::Permanent { .. })
         ));
         assert!(matches!(from_sftp(w, status(StatusCode::ConnectionLost, "")), Failure::Link(_)));
-        assert!(matches!(from_sftp(w, SftpError::Timeout), Failure::Link(_)));
+        assert!(matches!(from_sftp(w, SftpError::Timeout), Failure::Stall(_)));
+        assert!(matches!(stalled(Duration::from_secs(1), w, "reading"), Failure::Stall(_)));
         assert!(matches!(
             from_sftp(w, SftpError::UnexpectedBehavior("session closed".into())),
             Failure::Link(_)

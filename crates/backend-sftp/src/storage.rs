@@ -5,13 +5,13 @@ use std::future::Future;
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
+use offsite_backend::retry::Retrier;
 use offsite_backend::{validate_id, ObjectKind, RemoteOptions, Storage, StorageError, StorageResult};
 
 use crate::auth::load_identities;
 use crate::conn::{Conn, Connector};
-use crate::failure::{human, Failure};
+use crate::failure::Failure;
 use crate::hostkey::{default_known_hosts, HostKeyPolicy};
 use crate::ops::{self, Ctx};
 use crate::url::{parse_sftp_url, SftpTarget};
@@ -72,7 +72,7 @@ struct Shared {
     connector: Connector,
     ctx: Ctx,
     pool: Pool,
-    give_up_after: Duration,
+    retry: Retrier,
 }
 
 /// A repository on an SFTP server, in the same layout as [`offsite_backend::LocalStorage`]
@@ -91,10 +91,12 @@ struct Shared {
 /// within `connect_timeout`; after that every request-sized step (a 64 KiB piece of a transfer
 /// with up to 16 in flight, a stat, a rename) must finish within `idle_timeout`, so a slow
 /// link is never cut for being slow, only for making no progress. A lost, refused or stalled
-/// link drops the connection; the call reconnects and starts over with exponential backoff
-/// (100 ms doubling, at most 5 s apart) until `give_up_after` has passed since the call
-/// began (the last attempt starts at that moment), then fails with a [`StorageError::Transient`] error reading
-/// `storage unreachable: sftp://HOST:PORT/PATH: CAUSE (gave up after …)`. A write retried
+/// link drops the connection; the call reconnects and starts over through
+/// [`offsite_backend::retry::Retrier`]: exponential backoff (100 ms doubling, at most 10 s
+/// apart) under one give-up budget shared by every call and thread of this storage. Once the
+/// storage has failed for `give_up_after` (counted from when the link stopped moving), calls
+/// fail with a [`StorageError::Transient`] error reading `storage unreachable:
+/// sftp://HOST:PORT/PATH: CAUSE; gave up after 7.2s of failures (--give-up-after 6s)`. A write retried
 /// after a lost link that finds its object published by the lost attempt (same bytes)
 /// succeeds; a retried delete that finds nothing succeeds.
 ///
@@ -169,7 +171,13 @@ impl SftpStorage {
             permits: tokio::sync::Semaphore::new(remote.concurrency.max(1)),
         };
         Ok(SftpStorage {
-            shared: Shared { target, connector, ctx, pool, give_up_after: remote.give_up_after },
+            shared: Shared {
+                retry: Retrier::for_remote(target.endpoint(), &remote),
+                target,
+                connector,
+                ctx,
+                pool,
+            },
             rt,
             transfers: remote.concurrency.max(1),
         })
@@ -180,14 +188,16 @@ impl SftpStorage {
         &self.shared.target
     }
 
-    /// Run `op` on a pooled connection, reconnecting and retrying lost links with backoff
-    /// until the retry budget is spent. `op` gets the attempt number (1 for the first).
+    /// Run `op` on a pooled connection through the storage's [`Retrier`]: a lost link drops
+    /// the connection and the next attempt reconnects, until the shared give-up budget is
+    /// spent. `op` gets whether an earlier attempt of this call failed.
     fn call<T, F, Fut>(&self, op: F) -> StorageResult<T>
     where
-        F: Fn(Arc<Conn>, u32) -> Fut,
+        F: Fn(Arc<Conn>, bool) -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
     {
         let s = &self.shared;
+        let op = &op;
         self.rt.block_on(async {
             let _permit = s.pool.permits.acquire().await.map_err(|_| {
                 config_error(
@@ -196,44 +206,27 @@ impl SftpStorage {
                     "the connection pool was closed".into(),
                 )
             })?;
-            let started = Instant::now();
-            let mut delay = Duration::from_millis(100);
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let cause = match s.pool.get(&s.connector).await {
-                    Err(Failure::Final(e)) => return Err(e),
-                    Err(Failure::Link(cause)) => cause,
-                    Ok(conn) => match op(conn.clone(), attempt).await {
-                        Ok(v) => {
-                            s.pool.put(conn);
-                            return Ok(v);
-                        }
-                        Err(Failure::Final(e)) => {
-                            s.pool.put(conn);
-                            return Err(e);
-                        }
-                        Err(Failure::Link(cause)) => {
-                            drop(conn);
-                            s.pool.discard_closed();
-                            cause
-                        }
-                    },
-                };
-                let elapsed = started.elapsed();
-                if elapsed >= s.give_up_after {
-                    return Err(StorageError::Transient {
-                        what: format!("storage unreachable: {}", s.target.endpoint()),
-                        source: io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!("{cause} (gave up after {})", human(s.give_up_after)),
-                        ),
-                    });
+            let endpoint = s.target.endpoint();
+            let endpoint = endpoint.as_str();
+            let attempt = |retried| async move {
+                let conn = s.pool.get(&s.connector).await.map_err(|f| f.into_storage_error(endpoint))?;
+                match op(conn.clone(), retried).await {
+                    Ok(v) => {
+                        s.pool.put(conn);
+                        Ok(v)
+                    }
+                    Err(Failure::Final(e)) => {
+                        s.pool.put(conn);
+                        Err(e)
+                    }
+                    Err(link) => {
+                        drop(conn);
+                        s.pool.discard_closed();
+                        Err(link.into_storage_error(endpoint))
+                    }
                 }
-                // The last wait is shortened so one more attempt starts when the budget ends.
-                tokio::time::sleep(delay.min(s.give_up_after - elapsed)).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
+            };
+            s.retry.run_async(attempt, tokio::time::sleep).await
         })
     }
 
@@ -305,7 +298,7 @@ impl Storage for SftpStorage {
         // Temp files of attempts lost with their link, removed by the next attempt.
         let stale: Mutex<Vec<String>> = Mutex::new(Vec::new());
         let stale = &stale;
-        self.call(|c, attempt| async move {
+        self.call(|c, retried| async move {
             let earlier: Vec<String> = stale.lock().map(|v| v.clone()).unwrap_or_default();
             for tmp in &earlier {
                 ops::remove_quietly(&c, ctx, tmp).await;
@@ -316,7 +309,7 @@ impl Storage for SftpStorage {
             }
             match ops::write(&c, ctx, rel, &tmp, parents, data).await {
                 // The lost attempt may have published the object before its link broke.
-                Err(Failure::Final(StorageError::AlreadyExists { what })) if attempt > 1 => {
+                Err(Failure::Final(StorageError::AlreadyExists { what })) if retried => {
                     if ops::read(&c, ctx, rel, None).await? == data {
                         Ok(())
                     } else {
@@ -333,10 +326,10 @@ impl Storage for SftpStorage {
         let ctx = &self.shared.ctx;
         let rel = kind.relative_path(id);
         let rel = rel.as_str();
-        self.call(|c, attempt| async move {
+        self.call(|c, retried| async move {
             match ops::delete(&c, ctx, rel).await {
                 // The lost attempt may have deleted it before its link broke.
-                Err(Failure::Final(StorageError::NotFound { what })) if attempt > 1 => {
+                Err(Failure::Final(StorageError::NotFound { what })) if retried => {
                     if ops::exists(&c, ctx, "").await? {
                         Ok(())
                     } else {

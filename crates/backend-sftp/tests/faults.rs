@@ -1,8 +1,10 @@
 //! The SFTP backend through a fault-injecting TCP proxy in front of a real sshd: a dead link
-//! gives a bounded, clear error; a reset link is reconnected and the calls succeed; a stalled
-//! transfer is detected by the idle timeout; a slow link is not cut.
+//! gives a bounded, clear error; a frozen link ends every thread's calls within one shared
+//! give-up budget; a reset link is reconnected and the calls succeed; a stalled transfer is
+//! detected by the idle timeout; a slow link is not cut.
 //!
-//! Timeouts are short here (idle 2 s, connect 2 s, give up after 6 s).
+//! Timeouts are short here (idle 2 s, connect 2 s, give up after 6 s; the frozen-link test
+//! idle 1 s, connect 2 s, give up after 3 s).
 
 mod common;
 
@@ -12,6 +14,9 @@ use std::time::{Duration, Instant};
 use offsite_backend::conformance::id_of;
 use offsite_backend::{ObjectKind, RemoteOptions, Storage, StorageError};
 use offsite_backend_sftp::{SftpOptions, SftpStorage};
+use offsite_testkit::freeze::{
+    assert_gave_up_within, freeze_under_load, frozen_options, gave_up_seconds, object,
+};
 use offsite_testkit::FaultProxy;
 
 struct Setup {
@@ -21,13 +26,16 @@ struct Setup {
 }
 
 fn through_proxy(name: &str) -> Option<Setup> {
+    through_proxy_with(name, common::short_timeouts())
+}
+
+fn through_proxy_with(name: &str, remote: RemoteOptions) -> Option<Setup> {
     let sshd = common::sshd()?;
     let proxy = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], sshd.port)));
     let port = proxy.addr().port();
     let (kh_dir, kh) = sshd.known_hosts_for(port);
     let dir = sshd.repo_dir(name);
-    let storage = SftpStorage::new(&sshd.url(port, &dir), sshd.options(&kh, common::short_timeouts()))
-        .expect("storage");
+    let storage = SftpStorage::new(&sshd.url(port, &dir), sshd.options(&kh, remote)).expect("storage");
     storage.create().expect("create through the healthy proxy");
     Some(Setup { proxy, storage, _kh: kh_dir })
 }
@@ -40,7 +48,9 @@ fn assert_unreachable(e: &StorageError, port: u16) {
     assert!(e.is_transient(), "{e:?}");
     let msg = e.to_string();
     assert!(msg.starts_with(&format!("storage unreachable: sftp://127.0.0.1:{port}/")), "{msg}");
-    assert!(msg.ends_with("(gave up after 6s)"), "{msg}");
+    assert!(msg.ends_with("s of failures (--give-up-after 6s)"), "{msg}");
+    let secs = gave_up_seconds(&msg).unwrap_or_else(|| panic!("no time spent in {msg}"));
+    assert!((5.0..=BOUND.as_secs_f64()).contains(&secs), "{msg}");
     assert!(!msg.contains('\n'));
 }
 
@@ -70,6 +80,27 @@ fn refused_connections_give_up_within_the_budget() {
     assert_unreachable(&e, t.proxy.addr().port());
     assert!(elapsed <= BOUND, "took {elapsed:?}");
     assert!(t.proxy.stats().refused >= 2, "retried with backoff: {:?}", t.proxy.stats());
+}
+
+/// Hardening item 7: with several threads uploading (more than the storage has connections,
+/// as a backup's upload threads) and three more calls after they all failed (as a check or
+/// restore carrying on with the next pack), a link that freezes (TCP open, nothing forwarded)
+/// ends every call within give-up-after + connect-timeout + idle-timeout of the freeze: one budget for all of them,
+/// where each call (and each thread waiting for a connection) used to get its own.
+#[test]
+fn a_frozen_link_ends_every_thread_within_the_give_up_bound() {
+    let remote = frozen_options();
+    let Some(t) = through_proxy_with("frozen", remote.clone()) else { return };
+    let run = freeze_under_load(
+        8,
+        16,
+        |thread, n| {
+            let data = object(thread, n);
+            t.storage.write(ObjectKind::Data, &id_of(&data), &data)
+        },
+        || t.proxy.blackhole(true),
+    );
+    assert_gave_up_within("sftp", &run, &remote, &t.storage.target().endpoint());
 }
 
 #[test]

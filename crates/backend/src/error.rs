@@ -67,7 +67,7 @@ impl StorageError {
         matches!(self, StorageError::NotFound { .. })
     }
 
-    /// True if the call may succeed when retried later (see [`crate::layers::RetryStorage`]).
+    /// True if the call may succeed when retried later (see [`crate::retry`]).
     pub fn is_transient(&self) -> bool {
         matches!(self, StorageError::Transient { .. })
     }

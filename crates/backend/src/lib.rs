@@ -28,8 +28,12 @@
 //! # Pieces
 //!
 //! - [`LocalStorage`]: a directory on a local or mounted file system.
+//! - [`retry`]: the one retry mechanism: a [`retry::Retrier`] runs a call's attempts with
+//!   exponential backoff under a [`retry::GiveUpBudget`] shared by all calls and threads of a
+//!   storage. Every remote storage (SFTP, S3, REST, rclone) runs its calls through it and only
+//!   classifies its own errors.
 //! - [`layers`]: wrappers that compose over any storage: [`layers::RetryStorage`]
-//!   (transient errors, exponential backoff), [`layers::CountingStorage`] (calls and bytes,
+//!   (the same retries as a layer), [`layers::CountingStorage`] (calls and bytes,
 //!   for tests), [`layers::FaultStorage`] (a fault injector for whole-system tests).
 //! - [`conformance`]: the checks every backend's tests run.
 //! - [`failpoint`]: named crash points (`OFFSITE_FAILPOINT=<site>:<k>`) for crash tests.
@@ -43,6 +47,7 @@ mod kind;
 pub mod layers;
 mod local;
 mod remote;
+pub mod retry;
 mod storage;
 
 /// Environment variables that hold offsite's passphrases. They are removed from the

@@ -17,8 +17,9 @@ pub struct RemoteOptions {
     pub idle_timeout: Duration,
     /// Give up on establishing a connection after this long.
     pub connect_timeout: Duration,
-    /// Stop retrying transient failures of one call after this long, and fail with a clear
-    /// "storage unreachable" error.
+    /// Stop retrying once the storage has failed for this long, counted over all calls and
+    /// threads since its last success, and fail with a clear "storage unreachable" error (see
+    /// [`crate::retry`]).
     pub give_up_after: Duration,
     /// Parallel requests (uploads, downloads) the backend allows at once.
     pub concurrency: usize,
