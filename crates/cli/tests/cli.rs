@@ -189,7 +189,6 @@ fn error_line(stderr: &str) -> &str {
     line
 }
 
-
 // ---------------------------------------------------------------- repository and errors
 
 #[test]

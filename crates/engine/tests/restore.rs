@@ -713,7 +713,9 @@ impl Drop for SmallFs {
 #[test]
 fn full_disk_stops_with_an_error_naming_the_file() {
     let Some(fs_) = SmallFs::mount(1 << 20) else {
-        offsite_testkit::prereq::missing("cannot mount a tmpfs here (not root?): full-disk restore not checked");
+        offsite_testkit::prereq::missing(
+            "cannot mount a tmpfs here (not root?): full-disk restore not checked",
+        );
         return;
     };
     let fx = Fx::new();
