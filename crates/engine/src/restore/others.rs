@@ -120,6 +120,9 @@ impl Ctx<'_> {
             self.check_fatal(&self.target.entry_path(o.dir, name), &e);
             return self.error(&o.path, format!("cannot create: {e}"));
         }
+        super::hook::cross("restore.other_created", || {
+            (self.target.dir_path(o.dir), tmp.clone(), self.target.entry_path(o.dir, &tmp))
+        });
         self.apply_at(o.dir, &tmp, &o.node, &o.path, o.node.kind == NodeKind::Symlink);
         match self.target.rename(o.dir, &tmp, name) {
             Ok(()) => {

@@ -175,6 +175,9 @@ impl<'a> Target<'a> {
     }
 
     fn open_child_dir(&self, parent: &File, parent_idx: usize, name: &[u8]) -> io::Result<File> {
+        super::hook::cross("restore.dir_open", || {
+            (self.dir_path(parent_idx), name.to_vec(), self.entry_path(parent_idx, name))
+        });
         OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -268,6 +271,9 @@ impl<'a> Target<'a> {
     /// Open an existing regular file in `dir` for writing (never through a symlink).
     pub(crate) fn open_write(&self, dir: usize, name: &[u8]) -> io::Result<File> {
         let d = self.open_dir(dir)?;
+        super::hook::cross("restore.tmp_reopen", || {
+            (self.dir_path(dir), name.to_vec(), self.entry_path(dir, name))
+        });
         OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
