@@ -14,7 +14,7 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{Mode, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
-use offsite_format::Node;
+use offsite_format::{Node, NodeKind};
 use xattr::FileExt as _;
 
 use super::Ctx;
@@ -86,21 +86,29 @@ impl Ctx<'_> {
         }
     }
 
-    /// Apply metadata to a symlink, FIFO or device `name` in directory `dir`, by name and
-    /// without following a symlink (permissions are not set on symlinks: Linux has none).
-    pub(crate) fn apply_at(&self, dir: usize, name: &[u8], node: &Node, path: &[u8], is_symlink: bool) {
-        let (d, via) = match self.target.entry_via(dir, name) {
+    /// Apply metadata to a symlink, FIFO or device just made as temporary `name` of directory
+    /// `dir` and open as `handle` ([`super::target::Target::create_other`]), never through a
+    /// call that follows a symlink. A FIFO's handle is a real descriptor: everything goes
+    /// through it. A device's or symlink's is `O_PATH`: the owner is set through it, a
+    /// device's mode through `/proc/self/fd/N`, extended attributes and times by name
+    /// without following, in the temporary's place, which no one else can write
+    /// (permissions are not set on symlinks: Linux has none).
+    pub(crate) fn apply_other(&self, dir: usize, name: &[u8], handle: &File, node: &Node, path: &[u8]) {
+        if node.kind == NodeKind::Fifo {
+            return self.apply_fd(handle, node, path);
+        }
+        let (place, via) = match self.target.tmp_via(dir, name) {
             Ok(x) => x,
             Err(e) => return self.error(path, format!("cannot set metadata: {e}")),
         };
-        let fd = Some(d.as_raw_fd());
         let (u, g) = ids(node);
-        self.chown_result(path, nix::unistd::fchownat(fd, name, u, g, AtFlags::AT_SYMLINK_NOFOLLOW));
-        if !is_symlink {
-            if let Err(e) =
-                nix::sys::stat::fchmodat(fd, name, mode(node), nix::sys::stat::FchmodatFlags::FollowSymlink)
-            {
-                self.error(path, format!("cannot set permissions: {}", io::Error::from(e)));
+        self.chown_result(
+            path,
+            nix::unistd::fchownat(Some(handle.as_raw_fd()), "", u, g, AtFlags::AT_EMPTY_PATH),
+        );
+        if node.kind != NodeKind::Symlink {
+            if let Err(e) = self.target.chmod_tmp(dir, name, handle, mode(node)) {
+                self.error(path, format!("cannot set permissions: {e}"));
             }
         }
         for x in &node.xattrs {
@@ -110,6 +118,7 @@ impl Ctx<'_> {
         }
         match mtime(node) {
             Some(t) => {
+                let fd = Some(place.as_raw_fd());
                 if let Err(e) = nix::sys::stat::utimensat(fd, name, &t, &t, UtimensatFlags::NoFollowSymlink) {
                     self.error(path, format!("cannot set times: {}", io::Error::from(e)));
                 }
@@ -121,6 +130,8 @@ impl Ctx<'_> {
     /// Set every directory's metadata, children before parents, after all content is in place
     /// (so writing children does not disturb their directory's times).
     pub(crate) fn apply_dirs(&self, dir_ok: &[bool]) {
+        // The private places of temporaries go first: removing one changes its directory.
+        self.target.remove_places();
         for (i, d) in self.plan.dirs.iter().enumerate().skip(1).rev() {
             let Some(node) = &d.node else { continue };
             if !dir_ok[i] {

@@ -15,6 +15,8 @@
 
 mod content;
 mod filter;
+#[doc(hidden)]
+pub mod hook;
 mod metadata;
 mod others;
 mod plan;

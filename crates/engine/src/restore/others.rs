@@ -1,6 +1,7 @@
 //! Entries without content: hard links to files already restored, symlinks (raw byte
-//! targets), FIFOs and device nodes (root only). Each is created under a temporary name, its
-//! metadata set, then renamed over the final name, so an existing entry is replaced whole.
+//! targets), FIFOs and device nodes (root only). Each is created under a temporary name in a
+//! place no one else can write (`target.rs`), checked and opened, its metadata set through
+//! that handle, then renamed over the final name, so an existing entry is replaced whole.
 
 use std::sync::atomic::Ordering;
 
@@ -10,7 +11,7 @@ use rayon::prelude::*;
 
 use super::content::FileStatus;
 use super::plan::PlanOther;
-use super::target::tmp_name;
+use super::target::Other;
 use super::{Ctx, Overwrite};
 
 impl Ctx<'_> {
@@ -56,9 +57,24 @@ impl Ctx<'_> {
                     continue;
                 }
             }
-            let tmp = tmp_name();
-            let r = self.target.link(l.dir, &l.node.name.0, f.dir, &tmp).and_then(|()| {
-                self.target.rename(f.dir, &tmp, name).inspect_err(|_| {
+            let r = self.target.link_tmp(l.dir, &l.node.name.0, f.dir).and_then(|(tmp, st)| {
+                // What the leader's name holds now must be a regular file and, unless it was
+                // an existing file left as it was, the one restored there: its size and, when
+                // we could set it, its owner.
+                let known =
+                    status[leader] == FileStatus::Written || self.opts.overwrite == Overwrite::IfChanged;
+                let owner = !self.is_root || (st.st_uid, st.st_gid) == (l.node.uid, l.node.gid);
+                let same = st.st_mode & libc::S_IFMT == libc::S_IFREG
+                    && (!known || (u64::try_from(st.st_size).ok() == Some(l.node.size) && owner));
+                let r = if same {
+                    self.target.rename(f.dir, &tmp, name)
+                } else {
+                    Err(std::io::Error::other(format!(
+                        "{} was replaced by something else since it was restored; not linked",
+                        String::from_utf8_lossy(&l.path)
+                    )))
+                };
+                r.inspect_err(|_| {
                     let _ = self.target.unlink(f.dir, &tmp);
                 })
             });
@@ -97,13 +113,12 @@ impl Ctx<'_> {
                 return;
             }
         }
-        let tmp = tmp_name();
-        let created = match o.node.kind {
+        let what = match o.node.kind {
             NodeKind::Symlink => match &o.node.target {
-                Some(t) => self.target.symlink(o.dir, &tmp, &t.0),
+                Some(t) => Other::Symlink(&t.0),
                 None => return self.error(&o.path, "symlink without a target".into()),
             },
-            NodeKind::Fifo => self.target.mkfifo(o.dir, &tmp),
+            NodeKind::Fifo => Other::Fifo,
             NodeKind::Chardev | NodeKind::Blockdev => {
                 if !self.is_root {
                     return self.error(&o.path, "device nodes can only be restored by root".into());
@@ -112,15 +127,19 @@ impl Ctx<'_> {
                     return self.error(&o.path, "device without a device number".into());
                 };
                 let kind = if o.node.kind == NodeKind::Chardev { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
-                self.target.mknod(o.dir, &tmp, kind, rdev)
+                Other::Device(kind, rdev)
             }
             NodeKind::File | NodeKind::Dir | NodeKind::Socket => return,
         };
-        if let Err(e) = created {
-            self.check_fatal(&self.target.entry_path(o.dir, name), &e);
-            return self.error(&o.path, format!("cannot create: {e}"));
-        }
-        self.apply_at(o.dir, &tmp, &o.node, &o.path, o.node.kind == NodeKind::Symlink);
+        let (tmp, handle) = match self.target.create_other(o.dir, &what) {
+            Ok(x) => x,
+            Err(e) => {
+                self.check_fatal(&self.target.entry_path(o.dir, name), &e);
+                return self.error(&o.path, format!("cannot create: {e}"));
+            }
+        };
+        self.apply_other(o.dir, &tmp, &handle, &o.node, &o.path);
+        drop(handle);
         match self.target.rename(o.dir, &tmp, name) {
             Ok(()) => {
                 self.counters.others.fetch_add(1, Ordering::Relaxed);
